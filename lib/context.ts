@@ -1,0 +1,106 @@
+// The per-request context: the one object llmux middlewares share (on `res.locals.llmux`).
+// Middlewares never talk through module globals; they read and fill this.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** Token usage read from an upstream response. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+/**
+ * Everything llmux knows about one client request. Created by {@link requestContext} (or lazily
+ * by the first llmux middleware that needs it) and stored on `res.locals.llmux`.
+ */
+export class RequestContext {
+  /** Request id: the client's sane `x-request-id`, or a generated UUID. Echoed on the response. */
+  readonly id: string;
+  /** `performance.now()` when the context was created. */
+  readonly startedAt: number;
+  /** Wall-clock start, ms since the epoch. */
+  readonly startedAtEpochMs: number;
+  /** The parsed JSON body, once read by `bodyLimit` (or taken from `express.json()`). */
+  body: Record<string, unknown> | undefined = undefined;
+  /** The raw request bytes as received, when llmux read them; forwarded as-is when unchanged. */
+  rawBody: Buffer | undefined = undefined;
+  /** `model` from the body, when it is a string. */
+  model: string | undefined = undefined;
+  /** True when the client asked for `stream: true`. */
+  stream = false;
+  /** Identity of the authenticated key (never the secret). */
+  keyId: string | undefined = undefined;
+  /** Name of the upstream that served the request. */
+  upstream: string | undefined = undefined;
+  /** Upstream attempts made for this request. */
+  attempts = 0;
+  /** Usage read from the upstream response (JSON body or SSE stream). */
+  usage: Usage | undefined = undefined;
+  /** Completion chunks relayed so far on a stream (an estimate of tokens when usage never came). */
+  streamedChunks = 0;
+  /** `performance.now()` when the first response byte went to the client. */
+  firstByteAt: number | undefined = undefined;
+  /** Stable code of the error the request ended with, if any. */
+  errorCode: string | undefined = undefined;
+
+  constructor(id: string) {
+    this.id = id;
+    this.startedAt = performance.now();
+    this.startedAtEpochMs = Date.now();
+  }
+}
+
+/** The header llmux reads and echoes the request id on. */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+const MAX_REQUEST_ID_LENGTH = 128;
+
+/** True for ids of 1–128 characters from `[A-Za-z0-9._-]`; anything else is replaced. */
+export function isSaneRequestId(value: string): boolean {
+  const length = value.length;
+  if (length === 0 || length > MAX_REQUEST_ID_LENGTH) return false;
+  for (let i = 0; i < length; i++) {
+    const c = value.charCodeAt(i);
+    const ok =
+      (c >= 48 && c <= 57) || // 0-9
+      (c >= 65 && c <= 90) || // A-Z
+      (c >= 97 && c <= 122) || // a-z
+      c === 45 || // -
+      c === 46 || // .
+      c === 95; // _
+    if (!ok) return false;
+  }
+  return true;
+}
+
+interface WithLocals {
+  locals?: Record<string, unknown>;
+}
+
+/** The context of this request, or `undefined` if no llmux middleware ran yet. */
+export function getContext(res: ServerResponse): RequestContext | undefined {
+  const locals = (res as WithLocals).locals;
+  return locals === undefined ? undefined : (locals.llmux as RequestContext | undefined);
+}
+
+/**
+ * The context of this request, created (and the id echoed) if no llmux middleware made one yet.
+ * Every llmux middleware calls this so each can be mounted alone.
+ */
+export function ensureContext(req: IncomingMessage, res: ServerResponse): RequestContext {
+  const host = res as WithLocals;
+  let locals = host.locals;
+  if (locals === undefined) {
+    locals = Object.create(null) as Record<string, unknown>;
+    host.locals = locals;
+  }
+  const existing = locals.llmux as RequestContext | undefined;
+  if (existing !== undefined) return existing;
+  const incoming = req.headers[REQUEST_ID_HEADER];
+  const id = typeof incoming === 'string' && isSaneRequestId(incoming) ? incoming : randomUUID();
+  const ctx = new RequestContext(id);
+  locals.llmux = ctx;
+  if (!res.headersSent) res.setHeader(REQUEST_ID_HEADER, id);
+  return ctx;
+}
