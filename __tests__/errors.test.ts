@@ -3,7 +3,13 @@ import { decodeUpstreamError, LlmuxError, errors } from '../lib/errors.js';
 
 describe('decodeUpstreamError', () => {
   it.each([
-    [400, '{"error":{"message":"bad","type":"invalid_request_error","code":"x","param":"messages"}}', 'invalid_request', 400, 'x'],
+    [
+      400,
+      '{"error":{"message":"bad","type":"invalid_request_error","code":"x","param":"messages"}}',
+      'invalid_request',
+      400,
+      'x',
+    ],
     [401, '{"error":{"message":"Incorrect API key sk-abcdefgh1234"}}', 'auth', 502, 'upstream_auth_error'],
     [429, '{"error":{"message":"slow down"}}', 'rate_limit', 429, 'rate_limited'],
     [500, '{"error":{"message":"boom"}}', 'server', 502, 'upstream_error'],
@@ -31,12 +37,19 @@ describe('decodeUpstreamError', () => {
 describe('LlmuxError', () => {
   it('renders the OpenAI error shape', () => {
     expect(errors.invalidApiKey().toJSON()).toEqual({
-      error: { message: 'Invalid API key provided.', type: 'authentication_error', code: 'invalid_api_key', param: null },
+      error: {
+        message: 'Invalid API key provided.',
+        type: 'authentication_error',
+        code: 'invalid_api_key',
+        param: null,
+      },
     });
   });
 
   it('sets Retry-After on 429 and 503 by default', () => {
-    expect(new LlmuxError('x', { status: 429, type: 'rate_limit_error', code: 'rate_limited' }).retryAfterSeconds).toBe(1);
+    expect(
+      new LlmuxError('x', { status: 429, type: 'rate_limit_error', code: 'rate_limited' }).retryAfterSeconds,
+    ).toBe(1);
     expect(errors.overloaded().retryAfterSeconds).toBe(1);
     expect(errors.invalidApiKey().retryAfterSeconds).toBeUndefined();
   });

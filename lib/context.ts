@@ -43,6 +43,8 @@ export class RequestContext {
   firstByteAt: number | undefined = undefined;
   /** Stable code of the error the request ended with, if any. */
   errorCode: string | undefined = undefined;
+  /** Set by `recovery` once it logged this request's failure, so it is logged once. */
+  failureLogged = false;
 
   constructor(id: string) {
     this.id = id;

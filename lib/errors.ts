@@ -226,13 +226,7 @@ export function sseErrorFrame(err: LlmuxError): string {
 
 /** What kind of failure an upstream response was, after decoding its body. */
 export type UpstreamErrorCategory =
-  | 'invalid_request'
-  | 'auth'
-  | 'rate_limit'
-  | 'server'
-  | 'timeout'
-  | 'decode'
-  | 'network';
+  'invalid_request' | 'auth' | 'rate_limit' | 'server' | 'timeout' | 'decode' | 'network';
 
 /** An upstream failure decoded into a category and the client-facing {@link LlmuxError}. */
 export interface DecodedUpstreamError {

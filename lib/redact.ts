@@ -1,7 +1,8 @@
 // Masks anything that looks like a credential before text reaches a log, a metric or a client.
 
 // Built once: `sk-…`-style keys, `Bearer …` tokens and `x-api-key: …` pairs.
-const SECRET_PATTERN = /\b(sk-[A-Za-z0-9_-]{6,}|Bearer\s+[A-Za-z0-9._~+/=-]{6,}|api[_-]?key["'=:\s]+[A-Za-z0-9._-]{6,})/gi;
+const SECRET_PATTERN =
+  /\b(sk-[A-Za-z0-9_-]{6,}|Bearer\s+[A-Za-z0-9._~+/=-]{6,}|api[_-]?key["'=:\s]+[A-Za-z0-9._-]{6,})/gi;
 
 /** Replaces credentials in `text` with `[redacted]`. */
 export function redactSecrets(text: string): string {

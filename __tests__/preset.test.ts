@@ -1,0 +1,153 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import OpenAI from 'openai';
+import request from 'supertest';
+import { createServer, llmux, shutdown, type LlmuxRouter } from '../lib/index.js';
+import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
+import { expressVersions } from './support/express-versions.js';
+
+const KEY = 'sk-llmux-test-key-0001';
+
+describe.each(expressVersions)('llmux() preset on %s', (_label, express) => {
+  let mock: MockUpstream;
+  let gateway: LlmuxRouter;
+  let app: ReturnType<typeof express>;
+
+  beforeAll(async () => {
+    mock = await createMockUpstream();
+    gateway = llmux({
+      upstream: { url: `${mock.url}/v1`, apiKeys: ['sk-upstream-only'] },
+      auth: { keys: [{ id: 'tester', key: KEY }] },
+      body: { maxBytes: 64 * 1024 },
+      logger: { error: () => undefined },
+    });
+    app = express();
+    app.use(gateway);
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await mock.close();
+  });
+
+  it('refuses a request without a key with 401 invalid_api_key', async () => {
+    const res = await request(app).post('/v1/chat/completions').send({ model: 'm', messages: [] });
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe('invalid_api_key');
+  });
+
+  it('relays a chat completion for a valid key', async () => {
+    const res = await request(app)
+      .post('/v1/chat/completions')
+      .set('Authorization', `Bearer ${KEY}`)
+      .send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    expect(res.status).toBe(200);
+    expect(res.body.choices[0].message.role).toBe('assistant');
+  });
+
+  it('passes /v1/models through with the upstream key', async () => {
+    const res = await request(app).get('/v1/models').set('x-api-key', KEY);
+    expect(res.status).toBe(200);
+    expect(res.body.object).toBe('list');
+    const seen = mock.requests.at(-1)!;
+    expect(seen.path).toBe('/v1/models');
+    expect(seen.headers.authorization).toBe('Bearer sk-upstream-only');
+    expect(seen.headers['x-api-key']).toBeUndefined();
+  });
+
+  it('answers an unknown /v1 route with 404 in the OpenAI shape', async () => {
+    const res = await request(app).post('/v1/nope').set('Authorization', `Bearer ${KEY}`).send({});
+    expect(res.status).toBe(404);
+    expect(res.body.error.code).toBe('not_found');
+  });
+
+  it('leaves routes outside /v1 to the host', async () => {
+    app.get('/host-route', (_req, res) => {
+      res.send('mine');
+    });
+    const res = await request(app).get('/host-route');
+    expect(res.text).toBe('mine');
+  });
+
+  it('refuses a body above the configured bound with 413 before auth', async () => {
+    const res = await request(app)
+      .post('/v1/chat/completions')
+      .set('Authorization', `Bearer ${KEY}`)
+      .send({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(100 * 1024) }] });
+    expect(res.status).toBe(413);
+    expect(res.body.error.code).toBe('body_too_large');
+  });
+
+  it('requires auth to be chosen explicitly', () => {
+    expect(() => llmux({ upstream: mock.url } as never)).toThrow(/auth/);
+  });
+});
+
+describe('the official OpenAI SDK against the preset', () => {
+  let mock: MockUpstream;
+  let gateway: LlmuxRouter;
+  let server: Server;
+  let baseURL: string;
+
+  beforeAll(async () => {
+    mock = await createMockUpstream();
+    gateway = llmux({
+      upstream: { url: `${mock.url}/v1`, apiKeys: ['sk-upstream-only'] },
+      auth: { keys: [{ id: 'sdk', key: KEY }] },
+      body: { maxBytes: 16 * 1024 },
+    });
+    const express = expressVersions[0][1];
+    const app = express();
+    app.use(gateway);
+    server = createServer(app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  });
+  afterAll(async () => {
+    await shutdown(server, [gateway, mock], { timeoutMs: 2_000 });
+  });
+
+  const client = (apiKey = KEY) => new OpenAI({ apiKey, baseURL, maxRetries: 0 });
+
+  it('creates a chat completion', async () => {
+    const completion = await client().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hello there' }],
+    });
+    expect(completion.choices[0]!.message.content).toContain('tok0');
+    expect(completion.usage?.total_tokens).toBeGreaterThan(0);
+  });
+
+  it('streams a chat completion chunk by chunk', async () => {
+    const stream = await client().chat.completions.create({
+      model: 'gpt-4o-mini',
+      stream: true,
+      messages: [{ role: 'user', content: 'hello there' }],
+    });
+    const parts: string[] = [];
+    for await (const chunk of stream) parts.push(chunk.choices[0]?.delta?.content ?? '');
+    expect(parts.join('')).toBe('tok0 tok1 tok2 ');
+  });
+
+  it('sees a bad key as AuthenticationError with our code', async () => {
+    const err = await client('sk-wrong')
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect((err as InstanceType<typeof OpenAI.AuthenticationError>).code).toBe('invalid_api_key');
+  });
+
+  it('sees an oversized body as an APIError 413 with our code and message', async () => {
+    const err = await client()
+      .chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'x'.repeat(32 * 1024) }],
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    const apiError = err as InstanceType<typeof OpenAI.APIError>;
+    expect(apiError.status).toBe(413);
+    expect(apiError.code).toBe('body_too_large');
+    expect(apiError.message).toContain('exceeds the limit');
+  });
+});

@@ -1,0 +1,183 @@
+// Bounded JSON body reading: counts bytes as they arrive, refuses past the bound without reading
+// the rest, parses the JSON once and stores it in the request context.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readBody, type ReadBodySettings } from '../body/read-body.js';
+import { ensureContext, type RequestContext } from '../context.js';
+import { errors, LlmuxError, sendError } from '../errors.js';
+
+type Next = (err?: unknown) => void;
+
+/** Options of {@link bodyLimit}. */
+export interface BodyLimitOptions {
+  /** Largest accepted body in bytes, counted after decompression. Default 1 MiB (1_048_576). */
+  maxBytes?: number;
+  /**
+   * Accept `Content-Encoding: gzip | deflate | br` bodies, decompressing with the limit applied
+   * to the decompressed bytes. When false, any encoding but identity is refused with 415.
+   * Default true.
+   */
+  decompress?: boolean;
+  /**
+   * `'json'` (default): the body must be `application/json` (415 otherwise) holding a JSON object
+   * (400 otherwise); it is parsed once into the context and `req.body`.
+   * `'none'`: for passthrough routes (uploads): nothing is read or parsed; a body must declare a
+   * `Content-Length` (411 otherwise) of at most `maxBytes` (413 otherwise). Node's HTTP parser
+   * never delivers more bytes than that header declares.
+   */
+  parse?: 'json' | 'none';
+}
+
+/** The resolved {@link BodyLimitOptions}. */
+export interface BodyLimitSettings extends ReadBodySettings {
+  parse: 'json' | 'none';
+}
+
+/** The default body bound: 1 MiB. */
+export const DEFAULT_MAX_BODY_BYTES = 1_048_576;
+
+/** Fills defaults and validates; throws a TypeError naming a bad option. */
+export function resolveBodyLimitOptions(
+  options: BodyLimitOptions = {},
+  owner = 'bodyLimit',
+): BodyLimitSettings {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
+    throw new TypeError(`${owner}: maxBytes must be a positive integer, got ${String(options.maxBytes)}`);
+  }
+  const parse = options.parse ?? 'json';
+  if (parse !== 'json' && parse !== 'none') {
+    throw new TypeError(`${owner}: parse must be 'json' or 'none', got ${String(options.parse)}`);
+  }
+  const decompress = options.decompress ?? true;
+  if (typeof decompress !== 'boolean') {
+    throw new TypeError(`${owner}: decompress must be a boolean, got ${String(options.decompress)}`);
+  }
+  return { maxBytes, decompress, parse };
+}
+
+/**
+ * Reads and bounds the request body. Bytes are counted as they arrive, so chunked bodies and
+ * lying `Content-Length` headers cannot push it past `maxBytes`: the answer is 413
+ * `body_too_large` as soon as the bound is passed, with `Connection: close`, and the rest of the
+ * body is never read into memory. Invalid JSON is 400 `invalid_json`; a non-JSON content type
+ * is 415 `unsupported_media_type`. When the host already ran `express.json()`, its parsed body
+ * is taken as is. Requests without a body (GET, HEAD, DELETE with no body) pass untouched.
+ *
+ * @example
+ * app.post('/v1/chat/completions', bodyLimit({ maxBytes: 2 * 1024 * 1024 }), streamRelay({ upstream }));
+ */
+export function bodyLimit(options: BodyLimitOptions = {}) {
+  const settings = resolveBodyLimitOptions(options);
+  return function llmuxBodyLimit(req: IncomingMessage, res: ServerResponse, next: Next): void {
+    const ctx = ensureContext(req, res);
+    if (settings.parse === 'none') {
+      const refusal = checkDeclaredLength(req, settings.maxBytes);
+      if (refusal === undefined) next();
+      else refuseBody(res, ctx, refusal);
+      return;
+    }
+    loadJsonBody(req, res, ctx, settings).then((ready) => {
+      if (ready) next();
+    }, next);
+  };
+}
+
+/**
+ * Makes sure `ctx.body` holds the request's JSON object, reading it under `settings` when no
+ * earlier middleware did. Resolves true when the body is ready, false when a response (an error)
+ * was already sent or the client left; never rejects for anything the client sent.
+ */
+export async function loadJsonBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: RequestContext,
+  settings: ReadBodySettings,
+): Promise<boolean> {
+  if (ctx.body !== undefined) return true;
+  const preParsed = (req as { body?: unknown }).body;
+  // body-parser 1 (Express 4) marks `_body`; body-parser 2 (Express 5) only leaves the stream drained.
+  if (preParsed !== undefined && ((req as { _body?: boolean })._body === true || req.readableEnded)) {
+    // express.json() ran first: take its object rather than reading a drained stream.
+    if (!isJsonObject(preParsed)) {
+      refuseBody(res, ctx, errors.invalidRequest('request body must be a JSON object'));
+      return false;
+    }
+    adoptBody(req, ctx, preParsed, undefined);
+    return true;
+  }
+  if (!hasBody(req)) return true;
+  const type = req.headers['content-type'];
+  if (type === undefined || !isJsonContentType(type)) {
+    refuseBody(res, ctx, errors.unsupportedMediaType(type ?? ''));
+    return false;
+  }
+  let raw: Buffer;
+  try {
+    raw = await readBody(req, settings);
+  } catch (failure) {
+    if (failure !== 'aborted') refuseBody(res, ctx, failure as LlmuxError);
+    return false;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    refuseBody(res, ctx, errors.invalidJson((err as Error).message));
+    return false;
+  }
+  if (!isJsonObject(parsed)) {
+    refuseBody(res, ctx, errors.invalidRequest('request body must be a JSON object'));
+    return false;
+  }
+  adoptBody(req, ctx, parsed, raw);
+  return true;
+}
+
+function adoptBody(
+  req: IncomingMessage,
+  ctx: RequestContext,
+  body: Record<string, unknown>,
+  raw: Buffer | undefined,
+): void {
+  ctx.body = body;
+  ctx.rawBody = raw;
+  const model = body.model;
+  if (typeof model === 'string') ctx.model = model;
+  ctx.stream = body.stream === true;
+  // Host handlers see the parsed body, and a later express.json() skips the drained stream.
+  const host = req as { body?: unknown; _body?: boolean };
+  host.body = body;
+  host._body = true;
+}
+
+/** 411/413 for a body that must not be read; undefined when it may pass. */
+function checkDeclaredLength(req: IncomingMessage, maxBytes: number): LlmuxError | undefined {
+  if (!hasBody(req)) return undefined;
+  const declared = req.headers['content-length'];
+  if (declared === undefined) return errors.lengthRequired();
+  const bytes = Number(declared);
+  return bytes > maxBytes ? errors.bodyTooLarge(maxBytes) : undefined;
+}
+
+/** Sends a body refusal; a 413 closes the connection so the unread rest is never taken in. */
+function refuseBody(res: ServerResponse, ctx: RequestContext, err: LlmuxError): void {
+  ctx.errorCode = err.code;
+  if (err.status === 413 && !res.headersSent) res.setHeader('Connection', 'close');
+  sendError(res, err);
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  if (length !== undefined) return length !== '0';
+  return req.headers['transfer-encoding'] !== undefined;
+}
+
+function isJsonContentType(type: string): boolean {
+  const semi = type.indexOf(';');
+  const mime = (semi === -1 ? type : type.slice(0, semi)).trim().toLowerCase();
+  return mime === 'application/json' || (mime.startsWith('application/') && mime.endsWith('+json'));
+}
+
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

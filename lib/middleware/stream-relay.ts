@@ -1,0 +1,190 @@
+// The relay: sends the client's request to an upstream over undici with the relay's own key and
+// streams the answer back (JSON bounded, SSE event by event with backpressure), reading usage.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { ensureContext, type RequestContext } from '../context.js';
+import { errors, LlmuxError, sendError } from '../errors.js';
+import { resolveBodyLimitOptions, loadJsonBody, type BodyLimitSettings } from './body-limit.js';
+import { UpstreamClients, type UpstreamClientOptions } from '../upstream/clients.js';
+import { toUpstreamSource, type StaticUpstreamOptions, type UpstreamSource } from '../upstream/source.js';
+import { relayAttempt, type AttemptSettings } from '../upstream/attempt.js';
+
+type Next = (err?: unknown) => void;
+
+/** Options of {@link streamRelay}. */
+export interface StreamRelayOptions {
+  /**
+   * Where requests go: a base URL (`'https://api.openai.com/v1'`), `{ url, apiKeys }` (the keys
+   * are the relay's own and are used in turn), or an {@link UpstreamSource} such as a pool.
+   * The client's credentials are never forwarded.
+   */
+  upstream: UpstreamSource | StaticUpstreamOptions | string;
+  /** Longest wait for the upstream's response headers, in ms; then 504 `upstream_timeout`. Default 120_000. */
+  firstByteTimeoutMs?: number;
+  /**
+   * Longest silence between two body chunks of the upstream, in ms. Before anything reached the
+   * client it is a 504; after, an SSE error frame ends the stream. Default 60_000.
+   */
+  idleTimeoutMs?: number;
+  /** Largest upstream JSON (or error) body relayed, in bytes; a larger one is a 502. Default 16 MiB. */
+  maxResponseBytes?: number;
+  /** Largest single SSE event accepted from the upstream, in bytes. Default 1 MiB. */
+  maxEventBytes?: number;
+  /**
+   * Bound for the request body when no {@link bodyLimit} ran before the relay, in bytes.
+   * Default 1 MiB.
+   */
+  maxRequestBytes?: number;
+  /**
+   * Ask the upstream for usage on streams (`stream_options.include_usage`) when the client did
+   * not, so streams can be accounted; the extra usage chunk is not shown to such a client.
+   * Default true.
+   */
+  requestStreamUsage?: boolean;
+  /** Client headers forwarded upstream, lower-case. Credentials never are. Default `['openai-beta']`. */
+  forwardHeaders?: readonly string[];
+  /**
+   * Maps a request to the upstream route appended to the upstream's base path. Default: the
+   * request path after its `/v1` segment (`/v1/chat/completions` → `/chat/completions`), with
+   * the query string.
+   */
+  route?: (req: IncomingMessage) => string;
+  /** Upstream connection settings (sockets per origin, keep-alive, connect timeout). */
+  connections?: UpstreamClientOptions;
+}
+
+/** The middleware returned by {@link streamRelay}; `close()` closes its upstream connections. */
+export interface StreamRelay {
+  (req: IncomingMessage, res: ServerResponse, next: Next): void;
+  /** Closes the upstream connection pools after their in-flight requests end. Idempotent. */
+  close(): Promise<void>;
+}
+
+const CREDENTIAL_HEADERS = new Set([
+  'authorization',
+  'x-api-key',
+  'cookie',
+  'proxy-authorization',
+  'api-key',
+]);
+
+function positiveInteger(owner: string, name: string, value: number | undefined, fallback: number): number {
+  const resolved = value ?? fallback;
+  if (!Number.isSafeInteger(resolved) || resolved <= 0) {
+    throw new TypeError(`${owner}: ${name} must be a positive integer, got ${String(value)}`);
+  }
+  return resolved;
+}
+
+/**
+ * Relays OpenAI-compatible requests to an upstream. JSON answers are read (up to
+ * `maxResponseBytes`) so usage is recorded and an `{"error": …}` body is always treated as an
+ * error; `stream: true` answers are relayed event by event, uncompressed, with backpressure and
+ * nothing buffered beyond one event. When the client leaves, the upstream request is aborted at
+ * once. A stream the upstream cuts before `[DONE]` ends with an SSE error frame.
+ *
+ * @example
+ * const relay = streamRelay({ upstream: { url: 'https://api.openai.com/v1', apiKeys: [process.env.OPENAI_API_KEY!] } });
+ * app.post('/v1/chat/completions', bodyLimit(), relay);
+ * // on shutdown: await relay.close();
+ */
+export function streamRelay(options: StreamRelayOptions): StreamRelay {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('streamRelay: options are required');
+  const owner = 'streamRelay';
+  const source = toUpstreamSource(options.upstream, owner);
+  const clients = new UpstreamClients(options.connections);
+  const bodySettings: BodyLimitSettings = resolveBodyLimitOptions(
+    { maxBytes: options.maxRequestBytes ?? 1_048_576 },
+    owner,
+  );
+  const forward = (options.forwardHeaders ?? ['openai-beta']).map((h) => h.toLowerCase());
+  for (const name of forward) {
+    if (CREDENTIAL_HEADERS.has(name))
+      throw new TypeError(`${owner}: forwardHeaders must not include ${name}`);
+  }
+  const settings: AttemptSettings = {
+    firstByteTimeoutMs: positiveInteger(owner, 'firstByteTimeoutMs', options.firstByteTimeoutMs, 120_000),
+    idleTimeoutMs: positiveInteger(owner, 'idleTimeoutMs', options.idleTimeoutMs, 60_000),
+    maxResponseBytes: positiveInteger(owner, 'maxResponseBytes', options.maxResponseBytes, 16 * 1_048_576),
+    maxEventBytes: positiveInteger(owner, 'maxEventBytes', options.maxEventBytes, 1_048_576),
+    forwardHeaders: forward,
+  };
+  const requestStreamUsage = options.requestStreamUsage ?? true;
+  const route = options.route ?? defaultRoute;
+
+  const relay = function llmuxStreamRelay(req: IncomingMessage, res: ServerResponse, next: Next): void {
+    handle(req, res).then(undefined, next);
+  } as StreamRelay;
+  relay.close = () => clients.close();
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ctx = ensureContext(req, res);
+    if (!(await loadJsonBody(req, res, ctx, bodySettings))) return;
+    const payload = requestPayload(ctx, requestStreamUsage);
+    const upstreamRoute = route(req);
+    let endpoint;
+    try {
+      endpoint = source.acquire(ctx);
+    } catch (err) {
+      fail(res, ctx, err);
+      return;
+    }
+    ctx.upstream = endpoint.name;
+    ctx.attempts++;
+    const outcome = await relayAttempt({
+      req,
+      res,
+      ctx,
+      endpoint,
+      pool: clients.get(endpoint.origin),
+      method: (req.method ?? 'POST') as Dispatcher.HttpMethod,
+      path: endpoint.basePath + upstreamRoute,
+      body: payload.body,
+      hideUsageChunk: payload.injectedUsage,
+      settings,
+    });
+    source.release(endpoint, outcome);
+  }
+
+  return relay;
+}
+
+function fail(res: ServerResponse, ctx: RequestContext, err: unknown): void {
+  const error = err instanceof LlmuxError ? err : errors.internal(err);
+  ctx.errorCode = error.code;
+  sendError(res, error);
+}
+
+/** The bytes to send upstream; re-serialized only when usage had to be requested. */
+function requestPayload(
+  ctx: RequestContext,
+  requestStreamUsage: boolean,
+): { body: Buffer | string | undefined; injectedUsage: boolean } {
+  const body = ctx.body;
+  if (body === undefined) return { body: undefined, injectedUsage: false };
+  if (ctx.stream && requestStreamUsage) {
+    const streamOptions = body.stream_options;
+    const asked =
+      typeof streamOptions === 'object' &&
+      streamOptions !== null &&
+      (streamOptions as { include_usage?: unknown }).include_usage === true;
+    if (!asked) {
+      const withUsage = {
+        ...body,
+        stream_options: { ...(typeof streamOptions === 'object' ? streamOptions : {}), include_usage: true },
+      };
+      return { body: JSON.stringify(withUsage), injectedUsage: true };
+    }
+  }
+  return { body: ctx.rawBody ?? JSON.stringify(body), injectedUsage: false };
+}
+
+/** `/v1/chat/completions?x=1` → `/chat/completions?x=1`; a path without `/v1` is kept whole. */
+export function defaultRoute(req: IncomingMessage): string {
+  const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+  const marker = url.indexOf('/v1/');
+  if (marker !== -1) return url.slice(marker + 3);
+  if (url.endsWith('/v1')) return '';
+  return url;
+}

@@ -1,0 +1,85 @@
+// The preset: one Express Router that mounts the llmux pieces in the recommended order for the
+// OpenAI routes. Hosts that want another order mount the middlewares one by one.
+import express from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ensureContext } from './context.js';
+import { errors, sendError } from './errors.js';
+import { bodyLimit, type BodyLimitOptions } from './middleware/body-limit.js';
+import { keyAuth, type KeyAuthOptions } from './middleware/key-auth.js';
+import { passthrough } from './middleware/passthrough.js';
+import { recovery, type Logger } from './middleware/recovery.js';
+import { requestContext } from './middleware/request-context.js';
+import { streamRelay, type StreamRelayOptions } from './middleware/stream-relay.js';
+import { toUpstreamSource, type StaticUpstreamOptions, type UpstreamSource } from './upstream/source.js';
+
+/** Options of {@link llmux}. */
+export interface LlmuxOptions {
+  /** Where requests go: a base URL, `{ url, apiKeys }`, or an {@link UpstreamSource}. */
+  upstream: UpstreamSource | StaticUpstreamOptions | string;
+  /** Client authentication; `false` turns it off (only behind your own auth). */
+  auth: KeyAuthOptions | false;
+  /** Request body bound and decoding, see {@link bodyLimit}. Default: 1 MiB, JSON. */
+  body?: Omit<BodyLimitOptions, 'parse'>;
+  /** Relay settings (timeouts, response bound, usage on streams), see {@link streamRelay}. */
+  relay?: Omit<StreamRelayOptions, 'upstream'>;
+  /** Where recovered errors are logged. Default: JSON lines on stderr. */
+  logger?: Logger;
+}
+
+/** The Router returned by {@link llmux}; `close()` releases its upstream connections. */
+export type LlmuxRouter = express.Router & {
+  /** Closes the relay's upstream pools. Idempotent. */
+  close(): Promise<void>;
+};
+
+/** The OpenAI routes the preset relays with usage accounting. */
+export const RELAYED_ROUTES = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'] as const;
+
+/**
+ * An Express Router serving the OpenAI routes through llmux, in this order: request context →
+ * body limit → key auth → stream relay, with `GET /v1/models` passed through, any other `/v1`
+ * route answered 404 in the OpenAI error shape, and recovery as the last handler.
+ *
+ * @example
+ * const gateway = llmux({
+ *   upstream: { url: 'https://api.openai.com/v1', apiKeys: [process.env.OPENAI_API_KEY!] },
+ *   auth: { keys: [{ id: 'team-a', key: process.env.TEAM_A_KEY! }] },
+ * });
+ * app.use(gateway);
+ * // on shutdown: await gateway.close();
+ */
+export function llmux(options: LlmuxOptions): LlmuxRouter {
+  if (typeof options !== 'object' || options === null) throw new TypeError('llmux: options are required');
+  if (options.auth === undefined) {
+    throw new TypeError('llmux: auth is required: pass { keys } or false to run without client auth');
+  }
+  const source = toUpstreamSource(options.upstream, 'llmux');
+  const relay = streamRelay({ ...options.relay, upstream: source });
+  const models = passthrough({ target: source });
+  const limit = bodyLimit({ ...options.body, parse: 'json' });
+  const auth = options.auth === false ? undefined : keyAuth(options.auth);
+
+  const router = express.Router() as LlmuxRouter;
+  router.use(requestContext());
+  const guarded = auth === undefined ? [limit] : [limit, auth];
+  for (const path of RELAYED_ROUTES) router.post(path, ...guarded, relay);
+  const modelGuards = auth === undefined ? [] : [auth];
+  router.get(['/v1/models', '/v1/models/:model'], ...modelGuards, models);
+  router.use('/v1', unknownRoute);
+  router.use(recovery({ logger: options.logger }));
+  router.close = () => relay.close();
+  return router;
+}
+
+function unknownRoute(req: IncomingMessage, res: ServerResponse): void {
+  const ctx = ensureContext(req, res);
+  ctx.errorCode = 'not_found';
+  const url = (req as { originalUrl?: string }).originalUrl ?? req.url;
+  sendError(res, errors.notFound(`route ${req.method ?? ''} ${stripQuery(url)}`));
+}
+
+function stripQuery(url: string | undefined): string {
+  if (url === undefined) return '';
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
