@@ -96,7 +96,7 @@ describe('the official OpenAI SDK against the preset', () => {
       auth: { keys: [{ id: 'sdk', key: KEY }] },
       body: { maxBytes: 16 * 1024 },
     });
-    const express = expressVersions[0][1];
+    const express = expressVersions[0]![1];
     const app = express();
     app.use(gateway);
     server = createServer(app);

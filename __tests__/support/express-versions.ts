@@ -3,7 +3,7 @@ import express5 from 'express';
 import express4 from 'express4';
 
 /** `[label, express factory]` for every supported Express major. */
-export const expressVersions = [
+export const expressVersions: [string, typeof express5][] = [
   ['express 5', express5],
   ['express 4', express4],
-] as const;
+];
