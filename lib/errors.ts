@@ -194,12 +194,33 @@ export const errors = {
 /** Converts anything thrown into an {@link LlmuxError}; unknown errors become a 500. */
 export function toLlmuxError(err: unknown): LlmuxError {
   if (isLlmuxError(err)) return err;
-  // body-parser (express.json) errors carry status/type; keep their meaning, not their text.
+  // body-parser (express.json) and other http-errors carry a status; keep their meaning (a
+  // client mistake stays a 4xx), never their text.
   if (typeof err === 'object' && err !== null) {
-    const e = err as { type?: unknown; status?: unknown; limit?: unknown };
-    if (e.type === 'entity.too.large') return errors.bodyTooLarge(Number(e.limit) || 0);
-    if (e.type === 'entity.parse.failed') return errors.invalidJson('could not parse body');
-    if (e.type === 'encoding.unsupported') return errors.unsupportedEncoding('unknown');
+    const e = err as { type?: unknown; status?: unknown; statusCode?: unknown; limit?: unknown };
+    switch (e.type) {
+      case 'entity.too.large':
+        return errors.bodyTooLarge(Number(e.limit) || 0);
+      case 'entity.parse.failed':
+        return errors.invalidJson('could not parse body');
+      case 'encoding.unsupported':
+        return errors.unsupportedEncoding('unknown');
+      case 'charset.unsupported':
+        return new LlmuxError('the request charset is not supported', {
+          status: 415,
+          type: 'invalid_request_error',
+          code: 'unsupported_media_type',
+        });
+    }
+    const status = typeof e.status === 'number' ? e.status : e.statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return new LlmuxError('the request could not be read', {
+        status,
+        type: 'invalid_request_error',
+        code: 'invalid_request',
+        cause: err,
+      });
+    }
   }
   return errors.internal(err);
 }

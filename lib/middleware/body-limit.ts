@@ -73,7 +73,7 @@ export function bodyLimit(options: BodyLimitOptions = {}) {
     if (settings.parse === 'none') {
       const refusal = checkDeclaredLength(req, settings.maxBytes);
       if (refusal === undefined) next();
-      else refuseBody(res, ctx, refusal);
+      else refuseBody(req, res, ctx, refusal);
       return;
     }
     loadJsonBody(req, res, ctx, settings).then((ready) => {
@@ -99,7 +99,7 @@ export async function loadJsonBody(
   if (preParsed !== undefined && ((req as { _body?: boolean })._body === true || req.readableEnded)) {
     // express.json() ran first: take its object rather than reading a drained stream.
     if (!isJsonObject(preParsed)) {
-      refuseBody(res, ctx, errors.invalidRequest('request body must be a JSON object'));
+      refuseBody(req, res, ctx, errors.invalidRequest('request body must be a JSON object'));
       return false;
     }
     adoptBody(req, ctx, preParsed, undefined);
@@ -108,25 +108,25 @@ export async function loadJsonBody(
   if (!hasBody(req)) return true;
   const type = req.headers['content-type'];
   if (type === undefined || !isJsonContentType(type)) {
-    refuseBody(res, ctx, errors.unsupportedMediaType(type ?? ''));
+    refuseBody(req, res, ctx, errors.unsupportedMediaType(type ?? ''));
     return false;
   }
   let raw: Buffer;
   try {
     raw = await readBody(req, settings);
   } catch (failure) {
-    if (failure !== 'aborted') refuseBody(res, ctx, failure as LlmuxError);
+    if (failure !== 'aborted') refuseBody(req, res, ctx, failure as LlmuxError);
     return false;
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw.toString('utf8'));
   } catch (err) {
-    refuseBody(res, ctx, errors.invalidJson((err as Error).message));
+    refuseBody(req, res, ctx, errors.invalidJson((err as Error).message));
     return false;
   }
   if (!isJsonObject(parsed)) {
-    refuseBody(res, ctx, errors.invalidRequest('request body must be a JSON object'));
+    refuseBody(req, res, ctx, errors.invalidRequest('request body must be a JSON object'));
     return false;
   }
   adoptBody(req, ctx, parsed, raw);
@@ -159,10 +159,13 @@ function checkDeclaredLength(req: IncomingMessage, maxBytes: number): LlmuxError
   return bytes > maxBytes ? errors.bodyTooLarge(maxBytes) : undefined;
 }
 
-/** Sends a body refusal; a 413 closes the connection so the unread rest is never taken in. */
-function refuseBody(res: ServerResponse, ctx: RequestContext, err: LlmuxError): void {
+/**
+ * Sends a body refusal. When the body was not read to its end, the connection is closed after
+ * the answer: the unread rest is never taken in, and the next request cannot stall behind it.
+ */
+function refuseBody(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, err: LlmuxError): void {
   ctx.errorCode = err.code;
-  if (err.status === 413 && !res.headersSent) res.setHeader('Connection', 'close');
+  if (!req.complete && !res.headersSent) res.setHeader('Connection', 'close');
   sendError(res, err);
 }
 

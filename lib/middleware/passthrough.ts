@@ -28,7 +28,25 @@ export interface PassthroughOptions {
 export type Passthrough = (req: IncomingMessage, res: ServerResponse, next: Next) => void;
 
 const ENDPOINT = Symbol('llmux.passthroughEndpoint');
-type WithEndpoint = IncomingMessage & { [ENDPOINT]?: UpstreamEndpoint };
+const TIMED_OUT = Symbol('llmux.passthroughTimedOut');
+type WithEndpoint = IncomingMessage & { [ENDPOINT]?: UpstreamEndpoint; [TIMED_OUT]?: boolean };
+
+/**
+ * Replaces the client's credentials by the upstream's on the request itself, before the proxy
+ * copies its headers: http-proxy skips its `proxyReq` hook for `Expect: 100-continue` requests,
+ * so a rewrite there could be bypassed. `Expect` is dropped for the same reason.
+ */
+function rewriteCredentials(req: IncomingMessage, endpoint: UpstreamEndpoint, requestId: string): void {
+  const headers = req.headers;
+  delete headers.expect;
+  delete headers['x-api-key'];
+  delete headers['api-key'];
+  delete headers.cookie;
+  delete headers['proxy-authorization'];
+  if (endpoint.apiKey === undefined) delete headers.authorization;
+  else headers.authorization = `Bearer ${endpoint.apiKey}`;
+  headers['x-request-id'] = requestId;
+}
 
 /**
  * Proxies a route as is, for endpoints that need no usage accounting (`/v1/models`,
@@ -53,13 +71,11 @@ export function passthrough(options: PassthroughOptions): Passthrough {
 
   const llmuxPlugin: Plugin = (proxyServer) => {
     proxyServer.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage, res: ServerResponse) => {
-      const endpoint = (req as WithEndpoint)[ENDPOINT];
-      proxyReq.removeHeader('x-api-key');
-      proxyReq.removeHeader('cookie');
-      if (endpoint?.apiKey !== undefined) proxyReq.setHeader('authorization', `Bearer ${endpoint.apiKey}`);
-      else proxyReq.removeHeader('authorization');
+      // http-proxy aborts on its proxyTimeout; remember why, so the answer is a 504.
+      proxyReq.once('timeout', () => {
+        (req as WithEndpoint)[TIMED_OUT] = true;
+      });
       const ctx = getContext(res);
-      if (ctx !== undefined) proxyReq.setHeader('x-request-id', ctx.id);
       const raw =
         ctx?.rawBody ?? (ctx?.body === undefined ? undefined : Buffer.from(JSON.stringify(ctx.body)));
       if (raw !== undefined) {
@@ -71,16 +87,26 @@ export function passthrough(options: PassthroughOptions): Passthrough {
         proxyReq.end(raw);
       }
     });
-    proxyServer.on('error', (err: Error, _req: IncomingMessage, res: ServerResponse | unknown) => {
+    proxyServer.on('proxyRes', (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
+      // The plugins we eject would tie the two sides together; do it here: a client that leaves
+      // frees the upstream, and an upstream that breaks off ends the client's response.
+      const onClientClose = () => {
+        if (!res.writableFinished) proxyRes.destroy();
+      };
+      res.once('close', onClientClose);
+      proxyRes.once('close', () => {
+        if (!proxyRes.complete && !res.writableEnded) res.destroy();
+        res.off('close', onClientClose);
+      });
+    });
+    proxyServer.on('error', (err: Error, req: IncomingMessage, res: ServerResponse | unknown) => {
       if (!isServerResponse(res)) return;
       const ctx = getContext(res);
-      const code = (err as { code?: string }).code;
-      const error =
-        code === 'ECONNRESET' && ctx !== undefined && res.headersSent
+      const error = (req as WithEndpoint)[TIMED_OUT]
+        ? errors.upstreamTimeout('first byte')
+        : res.headersSent
           ? errors.upstreamTruncated()
-          : code === 'ETIMEDOUT' || code === 'ESOCKETTIMEDOUT'
-            ? errors.upstreamTimeout('first byte')
-            : errors.upstreamUnreachable(err);
+          : errors.upstreamUnreachable(err);
       if (ctx !== undefined) ctx.errorCode = error.code;
       if (res.headersSent) res.destroy();
       else sendError(res, error);
@@ -114,6 +140,7 @@ export function passthrough(options: PassthroughOptions): Passthrough {
     ctx.upstream = endpoint.name;
     ctx.attempts++;
     (req as WithEndpoint)[ENDPOINT] = endpoint;
+    rewriteCredentials(req, endpoint, ctx.id);
     res.once('close', () => {
       const ok = res.statusCode < 500 && res.writableFinished;
       source.release(

@@ -175,33 +175,29 @@ async function relayBuffered(
     endWithError(res, ctx, decoded.error);
     return failed(decoded.category, status, retryAfterMs);
   }
+  // Every answer of an OpenAI route is a JSON object: anything else (an HTML page from a wrong
+  // base URL, an empty body) is a decode error, never a success.
   let parsed: unknown;
-  if (type.includes('json') || type === '') {
-    try {
-      parsed = JSON.parse(raw.toString('utf8'));
-    } catch {
-      endWithError(res, ctx, errors.upstreamDecode(status));
-      return failed('decode', status);
-    }
-    if (typeof parsed !== 'object' || parsed === null) {
-      endWithError(res, ctx, errors.upstreamDecode(status));
-      return failed('decode', status);
-    }
-    const errorField = (parsed as { error?: unknown }).error;
-    if (errorField !== undefined && errorField !== null) {
-      const decoded = decodeUpstreamErrorObject(status, errorField);
-      endWithError(res, ctx, decoded.error);
-      return failed(decoded.category, status);
-    }
-    const usage = readUsage((parsed as { usage?: unknown }).usage);
-    if (usage !== undefined) ctx.usage = usage;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    parsed = undefined;
   }
+  if (typeof parsed !== 'object' || parsed === null) {
+    endWithError(res, ctx, errors.upstreamDecode(status));
+    return failed('decode', status);
+  }
+  const errorField = (parsed as { error?: unknown }).error;
+  if (errorField !== undefined && errorField !== null) {
+    const decoded = decodeUpstreamErrorObject(status, errorField);
+    endWithError(res, ctx, decoded.error);
+    return failed(decoded.category, status);
+  }
+  const usage = readUsage((parsed as { usage?: unknown }).usage);
+  if (usage !== undefined) ctx.usage = usage;
   if (res.destroyed) return OK;
   res.statusCode = status;
-  res.setHeader(
-    'Content-Type',
-    type === '' ? 'application/json' : headerString(response.headers['content-type']),
-  );
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', raw.length);
   ctx.firstByteAt = performance.now();
   res.end(raw);
@@ -341,12 +337,14 @@ class SseRelay implements SseVisitor {
     if (data !== undefined) {
       if (data === '[DONE]') {
         this.sawDone = true;
-      } else if (event === 'error' || data.includes('"error"')) {
-        if (this.readErrorFrame(data, event === 'error')) return;
+      } else if (
+        (event === 'error' || data.includes('"error"')) &&
+        this.readErrorFrame(data, event === 'error')
+      ) {
+        return;
       } else {
         ctx.streamedChunks++;
-        const usageAt = usageObjectIndex(data);
-        if (usageAt !== -1 && this.readUsageChunk(data)) return;
+        if (usageObjectIndex(data) !== -1 && this.readUsageChunk(data)) return;
       }
     }
     const res = this.input.res;
