@@ -1,50 +1,34 @@
-// The example gateway: an Express app with the llmux preset in front of the built-in mock
-// upstream (or a real one from LLMUX_UPSTREAM_URL). `npm start` runs it.
-import express from 'express';
-import { createServer, llmux, shutdown, type Closable } from '../lib/index.js';
-import { createMockUpstream } from '../lib/testing/index.js';
-
-const port = Number(process.env.PORT ?? 8080);
-const demoKey = process.env.LLMUX_DEMO_KEY ?? 'sk-llmux-demo';
-const upstreamUrl = process.env.LLMUX_UPSTREAM_URL;
-const upstreamKeys = (process.env.LLMUX_UPSTREAM_KEYS ?? '')
-  .split(',')
-  .map((key) => key.trim())
-  .filter((key) => key.length > 0);
+// The example gateway: `npm start` runs it. Environment: PORT, LLMUX_UPSTREAM_URL,
+// LLMUX_UPSTREAM_KEYS, LLMUX_DEMO_KEY, LLMUX_ADMIN_KEY (see README).
+import { shutdown } from '../lib/index.js';
+import { buildGateway, configFromEnv } from './gateway-app.js';
 
 async function main(): Promise<void> {
-  const closables: Closable[] = [];
-  let upstream: { url: string; apiKeys: string[] };
-  if (upstreamUrl) {
-    upstream = { url: upstreamUrl, apiKeys: upstreamKeys };
-  } else {
-    // Slow the mock's chunks a little so `curl -N` shows the stream arriving.
-    const mock = await createMockUpstream();
-    mock.setBehaviour({ chunks: 12, chunkDelayMs: 80 });
-    closables.push(mock);
-    upstream = { url: `${mock.url}/v1`, apiKeys: ['sk-mock-upstream'] };
-  }
-
-  const gateway = llmux({ upstream, auth: { keys: [{ id: 'demo', key: demoKey }] } });
-  const app = express();
-  app.disable('x-powered-by');
-  app.use(gateway);
-  const server = createServer(app);
-  closables.unshift(gateway);
+  const port = Number(process.env.PORT ?? 8080);
+  const config = { ...configFromEnv(process.env), mockChunkDelayMs: 80 };
+  const { server, closables, upstreamLabel } = await buildGateway(config);
 
   server.listen(port, () => {
     const base = `http://localhost:${port}`;
-    process.stdout.write(
-      [
-        `llmux example gateway on ${base}, relaying to ${upstreamUrl ?? 'the built-in mock upstream'}`,
-        `demo key: ${demoKey}`,
+    const lines = [
+      `llmux example gateway on ${base}, relaying to ${upstreamLabel}`,
+      `demo key: ${config.demoKey}`,
+      '',
+      'stream a completion:',
+      `  curl -N ${base}/v1/chat/completions -H 'Authorization: Bearer ${config.demoKey}' -H 'Content-Type: application/json' \\`,
+      `    -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'`,
+      '',
+    ];
+    if (config.adminKey) {
+      lines.push(
+        'create a key (management API, shown once):',
+        `  curl ${base}/admin/keys -H 'Authorization: Bearer <LLMUX_ADMIN_KEY>' -H 'Content-Type: application/json' -d '{"name":"alice","budgetUsd":5}'`,
         '',
-        'stream a completion:',
-        `  curl -N ${base}/v1/chat/completions -H 'Authorization: Bearer ${demoKey}' -H 'Content-Type: application/json' \\`,
-        `    -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'`,
-        '',
-      ].join('\n'),
-    );
+      );
+    } else {
+      lines.push('set LLMUX_ADMIN_KEY (16+ characters) to mount the management API under /admin', '');
+    }
+    process.stdout.write(lines.join('\n'));
   });
 
   const stop = (signal: string) => {

@@ -31,8 +31,14 @@ export class RequestContext {
   stream = false;
   /** Identity of the authenticated key (never the secret). */
   keyId: string | undefined = undefined;
+  /** The key's team, when it has one. */
+  teamId: string | undefined = undefined;
+  /** The key's user, when it has one. */
+  userId: string | undefined = undefined;
   /** Name of the upstream that served the request. */
   upstream: string | undefined = undefined;
+  /** ms the request waited in a concurrency gate's queue, when it passed one. */
+  gateWaitMs: number | undefined = undefined;
   /** Upstream attempts made for this request. */
   attempts = 0;
   /** Usage read from the upstream response (JSON body or SSE stream). */
@@ -105,4 +111,14 @@ export function ensureContext(req: IncomingMessage, res: ServerResponse): Reques
   locals.llmux = ctx;
   if (!res.headersSent) res.setHeader(REQUEST_ID_HEADER, id);
   return ctx;
+}
+
+/**
+ * Runs `listener` once when the response closes (finished, or the client left). When it already
+ * closed — the client left while an earlier middleware was awaiting — it runs on the next tick,
+ * so work registered late is never stranded.
+ */
+export function onResponseClose(res: ServerResponse, listener: () => void): void {
+  if ((res as { closed?: boolean }).closed === true) process.nextTick(listener);
+  else res.once('close', listener);
 }

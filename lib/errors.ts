@@ -245,9 +245,12 @@ export function sseErrorFrame(err: LlmuxError): string {
   return `event: error\ndata: ${JSON.stringify(err.toJSON())}\n\n`;
 }
 
-/** What kind of failure an upstream response was, after decoding its body. */
+/**
+ * What kind of failure an upstream attempt was. `cancelled` means the relay stopped the attempt
+ * itself (the client left, or a hedge won): not the upstream's fault.
+ */
 export type UpstreamErrorCategory =
-  'invalid_request' | 'auth' | 'rate_limit' | 'server' | 'timeout' | 'decode' | 'network';
+  'invalid_request' | 'auth' | 'rate_limit' | 'server' | 'timeout' | 'decode' | 'network' | 'cancelled';
 
 /** An upstream failure decoded into a category and the client-facing {@link LlmuxError}. */
 export interface DecodedUpstreamError {

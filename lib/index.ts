@@ -23,9 +23,20 @@ export { recovery, asyncHandler, stderrLogger } from './middleware/recovery.js';
 export type { Logger, RecoveryOptions } from './middleware/recovery.js';
 export { bodyLimit, DEFAULT_MAX_BODY_BYTES } from './middleware/body-limit.js';
 export type { BodyLimitOptions } from './middleware/body-limit.js';
-export { keyAuth } from './middleware/key-auth.js';
-export type { KeyAuthOptions, StaticKey } from './middleware/key-auth.js';
+export { keyAuth, estimateRequest, billOf } from './middleware/key-auth.js';
+export type { KeyAuth, KeyAuthOptions, StaticKey } from './middleware/key-auth.js';
 export { hashApiKey } from './keys/hash.js';
+export { generateApiKey, KEY_PREFIX } from './keys/generate.js';
+export { Pricing, DEFAULT_PRICING } from './keys/pricing.js';
+export type { ModelPrice, PricingTable } from './keys/pricing.js';
+export { MemoryKeyStore } from './keys/memory-store.js';
+export type { MemoryKeyStoreOptions } from './keys/memory-store.js';
+export { KeyStoreError } from './keys/errors.js';
+export { seedKeyStore } from './keys/seed.js';
+export type { KeyStoreSeed } from './keys/seed.js';
+export { managementRouter } from './keys/management-router.js';
+export type { ManagementRouterOptions } from './keys/management-router.js';
+export type * from './keys/types.js';
 export { streamRelay } from './middleware/stream-relay.js';
 export type { StreamRelay, StreamRelayOptions } from './middleware/stream-relay.js';
 export { passthrough } from './middleware/passthrough.js';
@@ -37,12 +48,37 @@ export type {
   UpstreamEndpoint,
   UpstreamSource,
 } from './upstream/source.js';
-export type { UpstreamClientOptions } from './upstream/clients.js';
+export { ClientCache } from './upstream/client-cache.js';
+export type { ClientCacheOptions } from './upstream/client-cache.js';
+export { UpstreamPool, upstreamPool } from './upstream/pool.js';
+export type {
+  PooledUpstreamOptions,
+  UpstreamPoolCooldownOptions,
+  UpstreamPoolOptions,
+  UpstreamStatus,
+  UpstreamState,
+} from './upstream/pool.js';
+export { createStrategy } from './upstream/strategies.js';
+export type { HedgeOptions } from './upstream/exchange.js';
+export { retry, RetryPolicy } from './retry/policy.js';
+export type { RetryOptions, RetryDecision, RetryFailure, RetryGiveUpReason } from './retry/policy.js';
+export { RetryBudget } from './retry/budget.js';
+export type { RetryBudgetOptions } from './retry/budget.js';
+export { sleep } from './retry/sleep.js';
+export { fanOut } from './fan-out.js';
+export type { FanOutOptions, FanOutTask } from './fan-out.js';
 export { SseSplitter } from './upstream/sse.js';
 export type { SseVisitor } from './upstream/sse.js';
 export { parseRetryAfterMs } from './retry/retry-after.js';
 export { redactSecrets, maskKey } from './redact.js';
 export { hardenServer, createServer, shutdown } from './server.js';
 export type * from './server.js';
+export { concurrencyGate, DEFAULT_MAX_GATE_KEYS } from './middleware/concurrency-gate.js';
+export type {
+  ConcurrencyGate,
+  ConcurrencyGateOptions,
+  ConcurrencyGateStats,
+} from './middleware/concurrency-gate.js';
+export { FifoSemaphore } from './gate/semaphore.js';
 export { llmux, RELAYED_ROUTES } from './preset.js';
 export type { LlmuxOptions, LlmuxRouter } from './preset.js';

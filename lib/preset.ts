@@ -5,22 +5,35 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext } from './context.js';
 import { errors, sendError } from './errors.js';
 import { bodyLimit, type BodyLimitOptions } from './middleware/body-limit.js';
-import { keyAuth, type KeyAuthOptions } from './middleware/key-auth.js';
+import {
+  concurrencyGate,
+  type ConcurrencyGate,
+  type ConcurrencyGateOptions,
+} from './middleware/concurrency-gate.js';
+import { keyAuth, type KeyAuth, type KeyAuthOptions } from './middleware/key-auth.js';
 import { passthrough } from './middleware/passthrough.js';
 import { recovery, type Logger } from './middleware/recovery.js';
 import { requestContext } from './middleware/request-context.js';
-import { streamRelay, type StreamRelayOptions } from './middleware/stream-relay.js';
+import { streamRelay, type StreamRelay, type StreamRelayOptions } from './middleware/stream-relay.js';
 import { toUpstreamSource, type StaticUpstreamOptions, type UpstreamSource } from './upstream/source.js';
 
 /** Options of {@link llmux}. */
 export interface LlmuxOptions {
   /** Where requests go: a base URL, `{ url, apiKeys }`, or an {@link UpstreamSource}. */
   upstream: UpstreamSource | StaticUpstreamOptions | string;
-  /** Client authentication; `false` turns it off (only behind your own auth). */
+  /**
+   * Client authentication and accounting, see {@link keyAuth}: `{ store, pricing, … }`, or
+   * `{ keys }` for a fixed list; `false` turns it off (only behind your own auth).
+   */
   auth: KeyAuthOptions | false;
   /** Request body bound and decoding, see {@link bodyLimit}. Default: 1 MiB, JSON. */
   body?: Omit<BodyLimitOptions, 'parse'>;
-  /** Relay settings (timeouts, response bound, usage on streams), see {@link streamRelay}. */
+  /**
+   * The FIFO concurrency gate in front of the relay, see {@link concurrencyGate}; `false` (the
+   * default) mounts none.
+   */
+  gate?: ConcurrencyGateOptions | false;
+  /** Relay settings (timeouts, retry, hedging, response bound), see {@link streamRelay}. */
   relay?: Omit<StreamRelayOptions, 'upstream'>;
   /** Where recovered errors are logged. Default: JSON lines on stderr. */
   logger?: Logger;
@@ -28,7 +41,13 @@ export interface LlmuxOptions {
 
 /** The Router returned by {@link llmux}; `close()` releases its upstream connections. */
 export type LlmuxRouter = express.Router & {
-  /** Closes the relay's upstream pools. Idempotent. */
+  /** The middlewares the preset mounted, for stats and health pages. */
+  readonly pieces: {
+    readonly relay: StreamRelay;
+    readonly auth: KeyAuth | undefined;
+    readonly gate: ConcurrencyGate | undefined;
+  };
+  /** Closes the relay's upstream pools and a key store the preset made itself. Idempotent. */
   close(): Promise<void>;
 };
 
@@ -37,7 +56,7 @@ export const RELAYED_ROUTES = ['/v1/chat/completions', '/v1/completions', '/v1/e
 
 /**
  * An Express Router serving the OpenAI routes through llmux, in this order: request context →
- * body limit → key auth → stream relay, with `GET /v1/models` passed through, any other `/v1`
+ * body limit → key auth → concurrency gate (when configured) → stream relay, with `GET /v1/models` passed through, any other `/v1`
  * route answered 404 in the OpenAI error shape, and recovery as the last handler.
  *
  * @example
@@ -58,16 +77,22 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   const models = passthrough({ target: source });
   const limit = bodyLimit({ ...options.body, parse: 'json' });
   const auth = options.auth === false ? undefined : keyAuth(options.auth);
+  const gate = options.gate ? concurrencyGate(options.gate) : undefined;
 
   const router = express.Router() as LlmuxRouter;
   router.use(requestContext());
-  const guarded = auth === undefined ? [limit] : [limit, auth];
+  const guarded = [limit, auth, gate].filter((mw) => mw !== undefined);
   for (const path of RELAYED_ROUTES) router.post(path, ...guarded, relay);
   const modelGuards = auth === undefined ? [] : [auth];
   router.get(['/v1/models', '/v1/models/:model'], ...modelGuards, models);
   router.use('/v1', unknownRoute);
   router.use(recovery({ logger: options.logger }));
-  router.close = () => relay.close();
+  Object.defineProperty(router, 'pieces', { value: Object.freeze({ relay, auth, gate }) });
+  router.close = async () => {
+    await gate?.close();
+    await relay.close();
+    await auth?.close();
+  };
   return router;
 }
 

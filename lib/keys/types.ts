@@ -74,12 +74,24 @@ export type NewUser = Omit<User, 'id' | 'spendUsd' | 'spendByModel' | 'createdAt
 
 /** Limits and names that can be changed after creation; `null` clears a limit. */
 export type KeyPatch = Partial<{
-  [K in 'name' | 'budgetUsd' | 'rpm' | 'tpm' | 'models' | 'maxParallel' | 'dailyRequests' | 'dailyTokens' | 'expiresAt' | 'metadata']:
-    | ApiKey[K]
-    | null;
+  [
+    K in
+      | 'name'
+      | 'budgetUsd'
+      | 'rpm'
+      | 'tpm'
+      | 'models'
+      | 'maxParallel'
+      | 'dailyRequests'
+      | 'dailyTokens'
+      | 'expiresAt'
+      | 'metadata'
+  ]: ApiKey[K] | null;
 }>;
 /** Changeable fields of a team; `null` clears a limit. */
-export type TeamPatch = Partial<{ [K in 'name' | 'budgetUsd' | 'rpm' | 'tpm' | 'models' | 'metadata']: Team[K] | null }>;
+export type TeamPatch = Partial<{
+  [K in 'name' | 'budgetUsd' | 'rpm' | 'tpm' | 'models' | 'metadata']: Team[K] | null;
+}>;
 /** Changeable fields of a user; `null` clears a limit. */
 export type UserPatch = Partial<{
   [K in 'name' | 'teamId' | 'budgetUsd' | 'rpm' | 'tpm' | 'models' | 'metadata']: User[K] | null;

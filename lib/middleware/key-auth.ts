@@ -1,13 +1,19 @@
-// API-key authentication: the presented key is hashed and matched against stored hashes in
-// constant time; every failure gets the same 401, so the answer reveals nothing.
+// API-key authentication and admission: the key is hashed and looked up, its allow-lists,
+// budgets, rate windows and quotas (and its team's and user's) checked in one atomic store
+// step, and the request's real cost settled exactly once when it ends, on every path.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ensureContext } from '../context.js';
-import { errors, sendError } from '../errors.js';
+import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
+import { errors, LlmuxError, sendError } from '../errors.js';
+import { modelAllowed } from '../keys/glob.js';
 import { digestsEqual, hashApiKey, readPresentedKey } from '../keys/hash.js';
+import { MemoryKeyStore } from '../keys/memory-store.js';
+import { Pricing, type PricingTable } from '../keys/pricing.js';
+import type { Admission, ApiKey, KeyStore, RateLimitState } from '../keys/types.js';
+import { stderrLogger, type Logger } from './recovery.js';
 
 type Next = (err?: unknown) => void;
 
-/** One accepted key: give the plaintext `key` or its `hash` (see {@link hashApiKey}). */
+/** One accepted key for the static form: give the plaintext `key` or its `hash` (see {@link hashApiKey}). */
 export interface StaticKey {
   /** Identity recorded in the context, logs and metrics; never the secret. */
   id: string;
@@ -17,58 +23,314 @@ export interface StaticKey {
   hash?: string;
 }
 
-/** Options of {@link keyAuth}. */
+/** Options of {@link keyAuth}. Give a `store`, or `keys` for a fixed list without accounting limits. */
 export interface KeyAuthOptions {
-  /** The accepted keys. */
-  keys: readonly StaticKey[];
-  /** Secret for HMAC-SHA-256 key hashes. Default: none (plain SHA-256). */
+  /** Where keys, teams, users and their accounting live. Default: a private `MemoryKeyStore` seeded with `keys`. */
+  store?: KeyStore;
+  /** A fixed list of keys, for the simple case without a store of your own. */
+  keys?: readonly StaticKey[];
+  /** Secret for HMAC-SHA-256 key hashes; must match the one the store's hashes were made with. Default: none. */
   pepper?: string;
+  /** Prices for spend: a {@link Pricing} or a table merged over the defaults. */
+  pricing?: Pricing | PricingTable;
+  /** Completion tokens reserved when a request sets no `max_tokens`/`max_completion_tokens`. Default 4096. */
+  defaultMaxTokens?: number;
+  /** The clock, ms since the epoch; injectable for tests. Default `Date.now`. */
+  clock?: () => number;
+  /** The address the failed-auth limiter counts by. Default: the socket's remote address. */
+  clientAddress?: (req: IncomingMessage) => string;
+  /**
+   * Block an address after too many failed authentications (the store's limiter: 5 in 15
+   * minutes by default). Turn off only where another layer does it. Default true.
+   */
+  limitFailedAuth?: boolean;
+  /** Where a failed settlement (a store error) is logged. Default: JSON lines on stderr. */
+  logger?: Logger;
 }
 
+/** The middleware returned by {@link keyAuth}. */
+export interface KeyAuth {
+  (req: IncomingMessage, res: ServerResponse, next: Next): void;
+  /** The store it uses (the private one when `keys` was given). */
+  readonly store: KeyStore;
+  /** The pricing it bills with. */
+  readonly pricing: Pricing;
+  /** Closes the private store, if it made one. Idempotent. */
+  close(): Promise<void>;
+}
+
+const SAME_FOR_ALL_FAILURES = errors.invalidApiKey;
+const NOT_BLOCKED = { blocked: false, retryAfterMs: 0 } as const;
+
 /**
- * Accepts requests carrying one of `keys` in `Authorization: Bearer …` or `x-api-key`, and sets
- * `keyId` in the context. A missing, malformed or unknown key gets 401 `invalid_api_key` with one
- * message for all cases. Keys are held only as hashes.
+ * Authenticates `Authorization: Bearer …` or `x-api-key`, then admits the request against the
+ * key's, team's and user's limits in one atomic store operation: model allow-lists (403
+ * `model_not_allowed`), budgets (429 `insufficient_quota`), rpm/tpm (429 `rate_limited` with
+ * `Retry-After` and `RateLimit-*`), daily quotas (429 `daily_quota_exceeded`, reset at 00:00 UTC)
+ * and parallel requests (429 `too_many_parallel_requests`). Admission reserves the request's
+ * worst-case cost; when the response finishes or the client leaves, the reservation is settled to
+ * the real cost once. A missing, malformed, unknown, revoked or expired key gets the same 401;
+ * an address with too many failures gets 429 `too_many_auth_failures` until its window passes.
  *
  * @example
- * app.use('/v1', keyAuth({ keys: [{ id: 'demo', key: process.env.LLMUX_DEMO_KEY! }] }));
+ * const store = new MemoryKeyStore();
+ * app.post('/v1/chat/completions', bodyLimit(), keyAuth({ store }), streamRelay({ upstream }));
  */
-export function keyAuth(options: KeyAuthOptions) {
-  if (typeof options !== 'object' || options === null || !Array.isArray(options.keys)) {
-    throw new TypeError('keyAuth: keys must be an array');
-  }
+export function keyAuth(options: KeyAuthOptions): KeyAuth {
+  if (typeof options !== 'object' || options === null) throw new TypeError('keyAuth: options are required');
   const pepper = options.pepper;
   if (pepper !== undefined && (typeof pepper !== 'string' || pepper.length === 0)) {
     throw new TypeError('keyAuth: pepper must be a non-empty string');
   }
-  const byHash = new Map<string, string>();
-  for (const entry of options.keys) {
+  let ownStore: MemoryKeyStore | undefined;
+  let keyStore: KeyStore;
+  if (options.store === undefined) {
+    if (!Array.isArray(options.keys)) throw new TypeError('keyAuth: give a store or a keys array');
+    ownStore = new MemoryKeyStore({ seed: { keys: staticSeed(options.keys) }, pepper });
+    keyStore = ownStore;
+  } else {
+    if (options.keys !== undefined) throw new TypeError('keyAuth: give either store or keys, not both');
+    keyStore = options.store;
+  }
+  const pricing = options.pricing instanceof Pricing ? options.pricing : new Pricing(options.pricing);
+  const defaultMaxTokens = options.defaultMaxTokens ?? 4096;
+  if (!Number.isSafeInteger(defaultMaxTokens) || defaultMaxTokens <= 0) {
+    throw new TypeError(
+      `keyAuth: defaultMaxTokens must be a positive integer, got ${String(options.defaultMaxTokens)}`,
+    );
+  }
+  const clock = options.clock ?? Date.now;
+  const clientAddress = options.clientAddress ?? defaultClientAddress;
+  const limitFailedAuth = options.limitFailedAuth ?? true;
+  if (typeof limitFailedAuth !== 'boolean') {
+    throw new TypeError(`keyAuth: limitFailedAuth must be a boolean, got ${String(options.limitFailedAuth)}`);
+  }
+  const logger = options.logger ?? stderrLogger;
+
+  async function authenticate(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+  ): Promise<boolean> {
+    const now = clock();
+    const address = clientAddress(req);
+    const failures = limitFailedAuth ? await keyStore.authFailureState(address, now) : NOT_BLOCKED;
+    if (failures.blocked) {
+      refuse(res, ctx, tooManyFailures(failures.retryAfterMs));
+      return false;
+    }
+    const presented = readPresentedKey(req.headers);
+    const digest = presented === undefined ? undefined : hashApiKey(presented, pepper);
+    const key = digest === undefined ? undefined : await keyStore.findKeyByHash(digest);
+    if (key === undefined || digest === undefined || !digestsEqual(key.hash, digest) || !usable(key, now)) {
+      const state = limitFailedAuth ? await keyStore.recordAuthFailure(address, now) : NOT_BLOCKED;
+      refuse(res, ctx, state.blocked ? tooManyFailures(state.retryAfterMs) : SAME_FOR_ALL_FAILURES());
+      return false;
+    }
+    ctx.keyId = key.id;
+    ctx.teamId = key.teamId;
+    ctx.userId = key.userId;
+    if (!(await modelPermitted(key, ctx.model))) {
+      refuse(
+        res,
+        ctx,
+        new LlmuxError(`model ${JSON.stringify(ctx.model ?? '')} is not allowed for this key`, {
+          status: 403,
+          type: 'permission_error',
+          code: 'model_not_allowed',
+          param: 'model',
+        }),
+      );
+      return false;
+    }
+    const estimate = estimateRequest(ctx, defaultMaxTokens);
+    const admission = await keyStore.admit({
+      keyId: key.id,
+      model: ctx.model,
+      estimatedCostUsd: pricing.costUsd(ctx.model, estimate.promptTokens, estimate.completionTokens),
+      estimatedTokens: estimate.promptTokens + estimate.completionTokens,
+      nowMs: now,
+    });
+    if (!admission.ok) {
+      refuse(res, ctx, refusalError(admission));
+      return false;
+    }
+    if (admission.rateLimit !== undefined) setRateLimitHeaders(res, admission.rateLimit);
+    const reservationId = admission.reservationId;
+    const promptEstimate = estimate.promptTokens;
+    onResponseClose(res, () => {
+      const bill = billOf(ctx, promptEstimate);
+      keyStore
+        .settle(reservationId, {
+          model: ctx.model,
+          costUsd: pricing.costUsd(ctx.model, bill.promptTokens, bill.completionTokens),
+          promptTokens: bill.promptTokens,
+          completionTokens: bill.completionTokens,
+          nowMs: clock(),
+        })
+        .then(undefined, (err: unknown) => {
+          logger.error('settlement failed', { requestId: ctx.id, keyId: ctx.keyId, error: String(err) });
+        });
+    });
+    return true;
+  }
+
+  async function modelPermitted(key: ApiKey, model: string | undefined): Promise<boolean> {
+    if (!modelAllowed(model, key.models)) return false;
+    if (key.teamId !== undefined) {
+      const team = await keyStore.getTeam(key.teamId);
+      if (team !== undefined && !modelAllowed(model, team.models)) return false;
+    }
+    if (key.userId !== undefined) {
+      const user = await keyStore.getUser(key.userId);
+      if (user !== undefined && !modelAllowed(model, user.models)) return false;
+    }
+    return true;
+  }
+
+  const middleware = function llmuxKeyAuth(req: IncomingMessage, res: ServerResponse, next: Next): void {
+    const ctx = ensureContext(req, res);
+    authenticate(req, res, ctx).then(
+      (admitted) => {
+        // A client that left during admission gets nothing more; its reservation is settled.
+        if (admitted && !(res as { closed?: boolean }).closed) next();
+      },
+      (err: unknown) => {
+        refuse(res, ctx, storeUnavailable(err));
+      },
+    );
+  } as KeyAuth;
+  Object.defineProperty(middleware, 'store', { value: keyStore });
+  Object.defineProperty(middleware, 'pricing', { value: pricing });
+  middleware.close = () => (ownStore === undefined ? Promise.resolve() : ownStore.close());
+  return middleware;
+}
+
+function staticSeed(keys: readonly StaticKey[]) {
+  return keys.map((entry) => {
     if (typeof entry?.id !== 'string' || entry.id.length === 0) {
       throw new TypeError('keyAuth: every key needs a non-empty id');
     }
-    const hash =
-      entry.hash ??
-      (typeof entry.key === 'string' && entry.key.length > 0 ? hashApiKey(entry.key, pepper) : undefined);
-    if (hash === undefined || !/^[0-9a-f]{64}$/.test(hash)) {
+    if (entry.hash !== undefined) {
+      if (!/^[0-9a-f]{64}$/.test(entry.hash))
+        throw new TypeError(`keyAuth: key ${entry.id} hash must be 64 hex digits`);
+      return { id: entry.id, name: entry.id, hash: entry.hash };
+    }
+    if (typeof entry.key !== 'string' || entry.key.length === 0) {
       throw new TypeError(`keyAuth: key ${entry.id} needs a non-empty key or a 64-hex-digit hash`);
     }
-    byHash.set(hash, entry.id);
+    return { id: entry.id, name: entry.id, key: entry.key };
+  });
+}
+
+function usable(key: ApiKey, now: number): boolean {
+  return !key.revoked && (key.expiresAt === undefined || key.expiresAt > now);
+}
+
+function defaultClientAddress(req: IncomingMessage): string {
+  return req.socket?.remoteAddress ?? 'unknown';
+}
+
+/** Worst-case tokens of a request: its prompt by size, its completion by its own cap. */
+export function estimateRequest(
+  ctx: RequestContext,
+  defaultMaxTokens: number,
+): { promptTokens: number; completionTokens: number } {
+  const body = ctx.body;
+  if (body === undefined) return { promptTokens: 0, completionTokens: 0 };
+  // ~4 bytes a token for English; 3 keeps the estimate on the safe (higher) side.
+  const bytes = ctx.rawBody?.length ?? JSON.stringify(body).length;
+  const promptTokens = Math.ceil(bytes / 3);
+  const generates = body.messages !== undefined || body.prompt !== undefined;
+  if (!generates) return { promptTokens, completionTokens: 0 };
+  const cap = body.max_completion_tokens ?? body.max_tokens;
+  const completionTokens =
+    typeof cap === 'number' && Number.isSafeInteger(cap) && cap > 0 ? cap : defaultMaxTokens;
+  const choices = typeof body.n === 'number' && Number.isSafeInteger(body.n) && body.n > 1 ? body.n : 1;
+  return { promptTokens, completionTokens: completionTokens * choices };
+}
+
+/**
+ * What to bill: the usage the upstream reported; for a stream that ended without it (the client
+ * left, the upstream cut it), the prompt estimate plus the chunks relayed; nothing when no byte
+ * of an answer reached the client.
+ */
+export function billOf(
+  ctx: RequestContext,
+  promptEstimate: number,
+): { promptTokens: number; completionTokens: number } {
+  if (ctx.usage !== undefined) {
+    return { promptTokens: ctx.usage.promptTokens, completionTokens: ctx.usage.completionTokens };
   }
-  return function llmuxKeyAuth(req: IncomingMessage, res: ServerResponse, next: Next): void {
-    const ctx = ensureContext(req, res);
-    const presented = readPresentedKey(req.headers);
-    if (presented !== undefined) {
-      const digest = hashApiKey(presented, pepper);
-      // Every stored hash is compared, each in constant time: the answer's timing says nothing.
-      for (const [hash, id] of byHash) {
-        if (digestsEqual(hash, digest)) {
-          ctx.keyId = id;
-          next();
-          return;
-        }
-      }
-    }
-    ctx.errorCode = 'invalid_api_key';
-    sendError(res, errors.invalidApiKey());
+  if (ctx.firstByteAt !== undefined && ctx.stream) {
+    return { promptTokens: promptEstimate, completionTokens: ctx.streamedChunks };
+  }
+  return { promptTokens: 0, completionTokens: 0 };
+}
+
+function refuse(res: ServerResponse, ctx: RequestContext, err: LlmuxError): void {
+  ctx.errorCode = err.code;
+  sendError(res, err);
+}
+
+function tooManyFailures(retryAfterMs: number): LlmuxError {
+  return new LlmuxError('too many failed authentication attempts; try again later', {
+    status: 429,
+    type: 'rate_limit_error',
+    code: 'too_many_auth_failures',
+    retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
+  });
+}
+
+function storeUnavailable(cause: unknown): LlmuxError {
+  return new LlmuxError('the key store is unavailable; retry later', {
+    status: 503,
+    type: 'server_error',
+    code: 'store_unavailable',
+    retryAfterSeconds: 1,
+    cause,
+  });
+}
+
+const REFUSALS: Record<string, { code: string; message: string }> = {
+  budget: { code: 'insufficient_quota', message: 'budget exhausted' },
+  rpm: { code: 'rate_limited', message: 'request rate limit reached' },
+  tpm: { code: 'rate_limited', message: 'token rate limit reached' },
+  daily_requests: { code: 'daily_quota_exceeded', message: 'daily request quota reached' },
+  daily_tokens: { code: 'daily_quota_exceeded', message: 'daily token quota reached' },
+  parallel: { code: 'too_many_parallel_requests', message: 'too many requests in flight' },
+};
+
+function refusalError(admission: Extract<Admission, { ok: false }>): LlmuxError {
+  const refusal = REFUSALS[admission.reason]!;
+  const headers: Record<string, string> = {};
+  if (admission.rateLimit !== undefined) Object.assign(headers, rateLimitHeaders(admission.rateLimit));
+  const budget = admission.reason === 'budget';
+  // A spent budget does not come back by waiting: tell OpenAI SDKs not to retry.
+  if (budget) headers['x-should-retry'] = 'false';
+  return new LlmuxError(`${admission.subject} ${refusal.message}`, {
+    status: 429,
+    type: budget ? 'insufficient_quota' : 'rate_limit_error',
+    code: refusal.code,
+    retryAfterSeconds:
+      admission.retryAfterMs === undefined
+        ? budget
+          ? 3600
+          : 1
+        : Math.max(1, Math.ceil(admission.retryAfterMs / 1000)),
+    headers,
+  });
+}
+
+function rateLimitHeaders(state: RateLimitState): Record<string, string> {
+  return {
+    'RateLimit-Limit': String(state.limit),
+    'RateLimit-Remaining': String(Math.max(0, Math.floor(state.remaining))),
+    'RateLimit-Reset': String(Math.max(0, Math.ceil(state.resetMs / 1000))),
   };
+}
+
+function setRateLimitHeaders(res: ServerResponse, state: RateLimitState): void {
+  const headers = rateLimitHeaders(state);
+  for (const name in headers) res.setHeader(name, headers[name]!);
 }

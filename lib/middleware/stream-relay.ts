@@ -3,11 +3,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { ensureContext, type RequestContext } from '../context.js';
-import { errors, LlmuxError, sendError } from '../errors.js';
 import { resolveBodyLimitOptions, loadJsonBody, type BodyLimitSettings } from './body-limit.js';
-import { UpstreamClients, type UpstreamClientOptions } from '../upstream/clients.js';
+import { ClientCache, type ClientCacheOptions } from '../upstream/client-cache.js';
+import { runExchange, type ExchangeSettings, type HedgeOptions } from '../upstream/exchange.js';
+import type { RetryPolicy } from '../retry/policy.js';
 import { toUpstreamSource, type StaticUpstreamOptions, type UpstreamSource } from '../upstream/source.js';
-import { relayAttempt, type AttemptSettings } from '../upstream/attempt.js';
+import type { AttemptSettings } from '../upstream/attempt.js';
 
 type Next = (err?: unknown) => void;
 
@@ -49,8 +50,19 @@ export interface StreamRelayOptions {
    * the query string.
    */
   route?: (req: IncomingMessage) => string;
-  /** Upstream connection settings (sockets per origin, keep-alive, connect timeout). */
-  connections?: UpstreamClientOptions;
+  /** Upstream connection pools: sockets per origin, keep-alive, connect timeout, cache size and TTL. */
+  clients?: ClientCacheOptions;
+  /**
+   * Retry policy from {@link retry}: failed attempts are retried (on another upstream when the
+   * source has one) only while nothing has reached the client. Default: no retry.
+   */
+  retry?: RetryPolicy;
+  /**
+   * Hedging: when the first attempt has produced no response headers after `afterMs`, a second
+   * starts on another upstream; the first to answer wins, the other is aborted and never billed.
+   * Default: off.
+   */
+  hedge?: HedgeOptions;
 }
 
 /** The middleware returned by {@link streamRelay}; `close()` closes its upstream connections. */
@@ -93,7 +105,7 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
     throw new TypeError('streamRelay: options are required');
   const owner = 'streamRelay';
   const source = toUpstreamSource(options.upstream, owner);
-  const clients = new UpstreamClients(options.connections);
+  const clients = new ClientCache(options.clients);
   const bodySettings: BodyLimitSettings = resolveBodyLimitOptions(
     { maxBytes: options.maxRequestBytes ?? 1_048_576 },
     owner,
@@ -113,6 +125,13 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
   const requestStreamUsage = options.requestStreamUsage ?? true;
   const route = options.route ?? defaultRoute;
 
+  const exchange: ExchangeSettings = {
+    source,
+    clients,
+    retry: options.retry,
+    hedge: resolveHedge(options.hedge, owner),
+  };
+
   const relay = function llmuxStreamRelay(req: IncomingMessage, res: ServerResponse, next: Next): void {
     handle(req, res).then(undefined, next);
   } as StreamRelay;
@@ -121,39 +140,38 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ctx = ensureContext(req, res);
     if (!(await loadJsonBody(req, res, ctx, bodySettings))) return;
+    if ((res as { closed?: boolean }).closed) return; // the client left while the body was read
     const payload = requestPayload(ctx, requestStreamUsage);
-    const upstreamRoute = route(req);
-    let endpoint;
+    // One signal for the whole exchange: every attempt and every retry wait ends when the client leaves.
+    const clientGone = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) clientGone.abort();
+    };
+    res.once('close', onClose);
     try {
-      endpoint = source.acquire(ctx);
-    } catch (err) {
-      fail(res, ctx, err);
-      return;
+      await runExchange(exchange, {
+        req,
+        res,
+        ctx,
+        method: (req.method ?? 'POST') as Dispatcher.HttpMethod,
+        route: route(req),
+        body: payload.body,
+        hideUsageChunk: payload.injectedUsage,
+        settings,
+        clientSignal: clientGone.signal,
+      });
+    } finally {
+      res.off('close', onClose);
     }
-    ctx.upstream = endpoint.name;
-    ctx.attempts++;
-    const outcome = await relayAttempt({
-      req,
-      res,
-      ctx,
-      endpoint,
-      pool: clients.get(endpoint.origin),
-      method: (req.method ?? 'POST') as Dispatcher.HttpMethod,
-      path: endpoint.basePath + upstreamRoute,
-      body: payload.body,
-      hideUsageChunk: payload.injectedUsage,
-      settings,
-    });
-    source.release(endpoint, outcome);
   }
 
   return relay;
 }
 
-function fail(res: ServerResponse, ctx: RequestContext, err: unknown): void {
-  const error = err instanceof LlmuxError ? err : errors.internal(err);
-  ctx.errorCode = error.code;
-  sendError(res, error);
+function resolveHedge(hedge: HedgeOptions | undefined, owner: string): HedgeOptions | undefined {
+  if (hedge === undefined) return undefined;
+  if (typeof hedge !== 'object' || hedge === null) throw new TypeError(`${owner}: hedge must be { afterMs }`);
+  return { afterMs: positiveInteger(owner, 'hedge.afterMs', hedge.afterMs, 0) };
 }
 
 /** The bytes to send upstream; re-serialized only when usage had to be requested. */

@@ -38,6 +38,8 @@ export interface AttemptInput {
   body: Buffer | string | undefined;
   /** Drop the usage-only chunk the relay asked for on the client's behalf. */
   hideUsageChunk: boolean;
+  /** Aborts when the client leaves; every attempt listens to it. */
+  clientSignal: AbortSignal;
   settings: AttemptSettings;
 }
 
@@ -47,42 +49,62 @@ function failed(category: UpstreamErrorCategory, status?: number, retryAfterMs?:
   return { ok: false, category, status, retryAfterMs };
 }
 
-/**
- * Runs one attempt to completion and answers the client (success or error). Resolves with how
- * the attempt went, for the upstream source; never rejects.
- */
-export async function relayAttempt(input: AttemptInput): Promise<AttemptOutcome> {
-  const { req, res, ctx, endpoint, settings } = input;
-  const controller = new AbortController();
-  const onClientClose = () => {
-    if (!res.writableFinished) controller.abort();
-  };
-  res.on('close', onClientClose);
+/** How one attempt ended. */
+export interface AttemptResult {
+  /** For the upstream source. */
+  outcome: AttemptOutcome;
+  /**
+   * Set when the attempt failed while nothing had reached the client: the answer to send if no
+   * retry follows. Undefined when the client was answered (success or error) or has left.
+   */
+  unsent: LlmuxError | undefined;
+  /** True when the failure was at the network level (no HTTP answer). */
+  network: boolean;
+}
+
+const CLIENT_LEFT: AttemptResult = { outcome: failed('cancelled'), unsent: undefined, network: false };
+
+function answered(outcome: AttemptOutcome): AttemptResult {
+  return { outcome, unsent: undefined, network: false };
+}
+
+/** Sends the request; resolves with the upstream's response, or with the failed attempt. */
+export async function requestUpstream(
+  input: AttemptInput,
+  controller: AbortController,
+): Promise<Dispatcher.ResponseData | AttemptResult> {
+  const { req, ctx, endpoint, settings } = input;
   try {
-    if (res.destroyed) return failed('network');
-    const headers = upstreamHeaders(req, ctx, endpoint, input.body, settings.forwardHeaders);
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await input.pool.request({
-        method: input.method,
-        path: input.path,
-        headers,
-        body: input.body,
-        signal: controller.signal,
-        headersTimeout: settings.firstByteTimeoutMs,
-        bodyTimeout: settings.idleTimeoutMs,
-      });
-    } catch (err) {
-      return answerTransportFailure(res, ctx, err, controller.signal.aborted, false);
-    }
-    const type = headerString(response.headers['content-type']);
-    if (response.statusCode >= 200 && response.statusCode < 300 && type.startsWith('text/event-stream')) {
-      return await new SseRelay(input, response, controller).run();
-    }
-    return await relayBuffered(input, response, type, controller);
-  } finally {
-    res.off('close', onClientClose);
+    return await input.pool.request({
+      method: input.method,
+      path: input.path,
+      headers: upstreamHeaders(req, ctx, endpoint, input.body, settings.forwardHeaders),
+      body: input.body,
+      signal: controller.signal,
+      headersTimeout: settings.firstByteTimeoutMs,
+      bodyTimeout: settings.idleTimeoutMs,
+    });
+  } catch (err) {
+    return transportFailure(input, err, controller.signal.aborted);
   }
+}
+
+/** Relays a response obtained by {@link requestUpstream}. */
+export function relayResponse(
+  input: AttemptInput,
+  response: Dispatcher.ResponseData,
+  controller: AbortController,
+): Promise<AttemptResult> {
+  const type = headerString(response.headers['content-type']);
+  if (response.statusCode >= 200 && response.statusCode < 300 && type.startsWith('text/event-stream')) {
+    return new SseRelay(input, response, controller).run();
+  }
+  return relayBuffered(input, response, controller);
+}
+
+/** Distinguishes a response from a failed attempt. */
+export function isResponse(value: Dispatcher.ResponseData | AttemptResult): value is Dispatcher.ResponseData {
+  return (value as Dispatcher.ResponseData).statusCode !== undefined;
 }
 
 function upstreamHeaders(
@@ -112,17 +134,19 @@ function headerString(value: string | string[] | undefined): string {
   return (Array.isArray(value) ? (value[0] ?? '') : value).toLowerCase();
 }
 
-/** Maps a failure of the upstream exchange (no usable response) to the client's answer. */
-function answerTransportFailure(
-  res: ServerResponse,
-  ctx: RequestContext,
-  err: unknown,
-  clientGone: boolean,
-  started: boolean,
-): AttemptOutcome {
-  if (clientGone) {
+/**
+ * Maps a failure of the upstream exchange to its error. Before anything reached the client the
+ * error is handed back unsent; after, the stream ends with an SSE error frame.
+ */
+function transportFailure(input: AttemptInput, err: unknown, aborted: boolean): AttemptResult {
+  const { res, ctx } = input;
+  if (aborted && input.clientSignal.aborted) {
     ctx.errorCode = 'client_closed';
-    return failed('network');
+    return CLIENT_LEFT;
+  }
+  if (aborted && !(err instanceof LlmuxError)) {
+    // Aborted by the relay itself (a hedge that lost): not the upstream's fault.
+    return CLIENT_LEFT;
   }
   const code = (err as { code?: string } | null)?.code;
   let error: LlmuxError;
@@ -137,15 +161,28 @@ function answerTransportFailure(
     error = err;
     category = 'decode';
   } else {
-    error = started ? errors.upstreamTruncated() : errors.upstreamUnreachable(err);
+    error = res.headersSent ? errors.upstreamTruncated() : errors.upstreamUnreachable(err);
     category = 'network';
   }
+  return failure(res, ctx, error, failed(category), category === 'network');
+}
+
+/** A failed attempt: sent as an SSE frame when the stream started, else handed back unsent. */
+function failure(
+  res: ServerResponse,
+  ctx: RequestContext,
+  error: LlmuxError,
+  outcome: AttemptOutcome,
+  network = false,
+): AttemptResult {
+  ctx.errorCode = error.code;
+  if (!res.headersSent) return { outcome, unsent: error, network };
   endWithError(res, ctx, error);
-  return failed(category);
+  return answered(outcome);
 }
 
 /** Sends `error` as JSON, or as an SSE frame when the stream already started. */
-function endWithError(res: ServerResponse, ctx: RequestContext, error: LlmuxError): void {
+export function endWithError(res: ServerResponse, ctx: RequestContext, error: LlmuxError): void {
   ctx.errorCode = error.code;
   if (!res.headersSent) {
     sendError(res, error);
@@ -154,26 +191,24 @@ function endWithError(res: ServerResponse, ctx: RequestContext, error: LlmuxErro
   }
 }
 
-/** Reads a non-stream answer whole (bounded), then relays it or its decoded error. */
+/** Reads a non-stream answer whole (bounded), then relays it or hands back its decoded error. */
 async function relayBuffered(
   input: AttemptInput,
   response: Dispatcher.ResponseData,
-  type: string,
   controller: AbortController,
-): Promise<AttemptOutcome> {
+): Promise<AttemptResult> {
   const { res, ctx, settings } = input;
   const status = response.statusCode;
   let raw: Buffer;
   try {
     raw = await collect(response.body, settings.maxResponseBytes, controller);
   } catch (err) {
-    return answerTransportFailure(res, ctx, err, controller.signal.aborted && res.destroyed, false);
+    return transportFailure(input, err, controller.signal.aborted);
   }
   if (status < 200 || status >= 300) {
     const retryAfterMs = parseRetryAfterMs(response.headers);
     const decoded = decodeUpstreamError(status, raw, toRetryAfterSeconds(retryAfterMs));
-    endWithError(res, ctx, decoded.error);
-    return failed(decoded.category, status, retryAfterMs);
+    return failure(res, ctx, decoded.error, failed(decoded.category, status, retryAfterMs));
   }
   // Every answer of an OpenAI route is a JSON object: anything else (an HTML page from a wrong
   // base URL, an empty body) is a decode error, never a success.
@@ -184,24 +219,22 @@ async function relayBuffered(
     parsed = undefined;
   }
   if (typeof parsed !== 'object' || parsed === null) {
-    endWithError(res, ctx, errors.upstreamDecode(status));
-    return failed('decode', status);
+    return failure(res, ctx, errors.upstreamDecode(status), failed('decode', status));
   }
   const errorField = (parsed as { error?: unknown }).error;
   if (errorField !== undefined && errorField !== null) {
     const decoded = decodeUpstreamErrorObject(status, errorField);
-    endWithError(res, ctx, decoded.error);
-    return failed(decoded.category, status);
+    return failure(res, ctx, decoded.error, failed(decoded.category, status));
   }
   const usage = readUsage((parsed as { usage?: unknown }).usage);
   if (usage !== undefined) ctx.usage = usage;
-  if (res.destroyed) return OK;
+  if (res.destroyed) return CLIENT_LEFT;
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', raw.length);
   ctx.firstByteAt = performance.now();
   res.end(raw);
-  return OK;
+  return answered(OK);
 }
 
 /** Reads a body into one Buffer, failing (and aborting the upstream) past `maxBytes`. */
@@ -253,10 +286,9 @@ function ignore(): void {}
  */
 class SseRelay implements SseVisitor {
   private readonly splitter: SseSplitter;
-  private outcome: AttemptOutcome = OK;
   private sawDone = false;
   private finished = false;
-  private resolve!: (outcome: AttemptOutcome) => void;
+  private resolve!: (result: AttemptResult) => void;
 
   constructor(
     private readonly input: AttemptInput,
@@ -266,9 +298,9 @@ class SseRelay implements SseVisitor {
     this.splitter = new SseSplitter(input.settings.maxEventBytes);
   }
 
-  run(): Promise<AttemptOutcome> {
+  run(): Promise<AttemptResult> {
     const body = this.response.body;
-    return new Promise<AttemptOutcome>((resolve) => {
+    return new Promise<AttemptResult>((resolve) => {
       this.resolve = resolve;
       body.on('data', this.onData);
       body.on('end', this.onEnd);
@@ -304,10 +336,10 @@ class SseRelay implements SseVisitor {
   private readonly onEnd = (): void => {
     if (this.finished) return;
     if (this.sawDone) {
-      this.finish(OK);
       const res = this.input.res;
       if (!res.headersSent) this.startResponse();
       res.end();
+      this.finish(answered(OK));
       return;
     }
     this.fail(errors.upstreamTruncated(), failed('network'));
@@ -315,14 +347,7 @@ class SseRelay implements SseVisitor {
 
   private readonly onError = (err: Error): void => {
     if (this.finished) return;
-    if (this.controller.signal.aborted && this.input.res.destroyed) {
-      this.input.ctx.errorCode = 'client_closed';
-      this.finish(failed('network'));
-      return;
-    }
-    this.finish(
-      answerTransportFailure(this.input.res, this.input.ctx, err, false, this.input.res.headersSent),
-    );
+    this.finish(transportFailure(this.input, err, this.controller.signal.aborted));
   };
 
   onEvent(
@@ -397,15 +422,13 @@ class SseRelay implements SseVisitor {
 
   private fail(error: LlmuxError, outcome: AttemptOutcome): void {
     const { res, ctx } = this.input;
-    this.finish(outcome);
     // Stop the upstream: nothing after an error or a truncation is relayed.
     this.controller.abort();
-    endWithError(res, ctx, error);
+    this.finish(failure(res, ctx, error, outcome, outcome.ok === false && outcome.category === 'network'));
   }
 
-  private finish(outcome: AttemptOutcome): void {
+  private finish(result: AttemptResult): void {
     this.finished = true;
-    this.outcome = outcome;
     const body = this.response.body;
     body.off('data', this.onData);
     body.off('end', this.onEnd);
@@ -413,6 +436,6 @@ class SseRelay implements SseVisitor {
     body.on('error', ignore);
     this.input.res.off('drain', this.onDrain);
     if (!body.destroyed && !this.sawDone) body.destroy();
-    this.resolve(this.outcome);
+    this.resolve(result);
   }
 }

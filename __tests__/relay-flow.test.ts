@@ -1,0 +1,178 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import express from 'express';
+import request from 'supertest';
+import {
+  bodyLimit,
+  getContext,
+  retry,
+  streamRelay,
+  upstreamPool,
+  type RequestContext,
+  type StreamRelayOptions,
+  type UpstreamPool,
+} from '../lib/index.js';
+import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
+
+const chat = (extra: Record<string, unknown> = {}) => ({
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content: 'hi' }],
+  ...extra,
+});
+
+describe('streamRelay with retry, a pool and hedging', () => {
+  let a: MockUpstream;
+  let b: MockUpstream;
+  let contexts: RequestContext[];
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([createMockUpstream(), createMockUpstream()]);
+  });
+  afterAll(async () => {
+    await Promise.all([a.close(), b.close()]);
+  });
+  afterEach(() => {
+    a.reset();
+    b.reset();
+  });
+
+  function makeApp(options: Partial<StreamRelayOptions> & { pool?: UpstreamPool } = {}) {
+    contexts = [];
+    const pool =
+      options.pool ??
+      upstreamPool({
+        upstreams: [
+          { url: `${a.url}/v1`, apiKey: 'sk-a', name: 'a' },
+          { url: `${b.url}/v1`, apiKey: 'sk-b', name: 'b' },
+        ],
+      });
+    const relay = streamRelay({ upstream: pool, ...options });
+    const app = express();
+    app.use((_req, res, next) => {
+      res.on('close', () => contexts.push(getContext(res)!));
+      next();
+    });
+    app.post('/v1/chat/completions', bodyLimit(), relay);
+    return { app, relay, pool };
+  }
+
+  const single = (mock: MockUpstream) =>
+    upstreamPool({ upstreams: [{ url: `${mock.url}/v1`, apiKey: 'sk-only', name: 'only' }] });
+
+  it('makes exactly the configured number of attempts (attempts: 3 means 3 tries in all)', async () => {
+    const { app, relay } = makeApp({
+      pool: single(a),
+      retry: retry({ attempts: 3, baseDelayMs: 1, maxDelayMs: 2 }),
+    });
+    a.setBehaviour({ status: 503 });
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(502);
+    expect(a.requests).toHaveLength(3);
+    expect(contexts[0]!.attempts).toBe(3);
+    await relay.close();
+  });
+
+  it('succeeds on a retry and answers the client once', async () => {
+    const { app, relay } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
+    a.enqueue({ status: 500 });
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(200);
+    expect(a.requests).toHaveLength(2);
+    await relay.close();
+  });
+
+  it('gives up at once with the upstream 429 when Retry-After is above the cap', async () => {
+    const { app, relay } = makeApp({ pool: single(a), retry: retry({ maxRetryAfterMs: 10_000 }) });
+    a.enqueue({ status: 429, retryAfter: '60' });
+    const started = Date.now();
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(429);
+    expect(res.body.error.code).toBe('rate_limited');
+    expect(res.headers['retry-after']).toBe('60');
+    expect(a.requests).toHaveLength(1);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await relay.close();
+  });
+
+  it('never retries once a byte of the stream reached the client', async () => {
+    const { app, relay } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
+    a.enqueue({ chunks: 5, resetAfterChunks: 2 });
+    const res = await request(app)
+      .post('/v1/chat/completions')
+      .send(chat({ stream: true }));
+    expect(res.status).toBe(200);
+    expect(res.text).toContain('event: error');
+    expect(a.requests).toHaveLength(1);
+    await relay.close();
+  });
+
+  it('retries on the other upstream than the one that just failed', async () => {
+    const { app, relay, pool } = makeApp({ retry: retry({ attempts: 2, baseDelayMs: 1, maxDelayMs: 2 }) });
+    a.setBehaviour({ status: 500 });
+    b.setBehaviour({ status: 500 });
+    for (let i = 0; i < 6; i++) {
+      a.reset();
+      b.reset();
+      a.setBehaviour({ status: 500 });
+      b.setBehaviour({ status: 500 });
+      await request(app).post('/v1/chat/completions').send(chat());
+      // Two tries in all, one on each upstream.
+      expect(a.requests.length + b.requests.length).toBe(2);
+      expect(a.requests).toHaveLength(1);
+      expect(b.requests).toHaveLength(1);
+      pool.enable('a');
+      pool.enable('b');
+    }
+    await relay.close();
+  });
+
+  it('retries on network resets before headers', async () => {
+    const { app, relay } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
+    a.enqueue({ resetBeforeHeaders: true });
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(200);
+    await relay.close();
+  });
+
+  it('hedges a slow upstream: the second answers, the first is aborted and not relayed', async () => {
+    const { app, relay, pool } = makeApp({ hedge: { afterMs: 50 } });
+    a.setBehaviour({ delayBeforeHeadersMs: 2_000 });
+    b.setBehaviour({});
+    // Round-robin starts on a: the hedge goes to b.
+    const settledA = a.waitForSettled(1);
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(200);
+    const [recordA] = await settledA;
+    expect(recordA!.aborted).toBe(true);
+    expect(b.requests).toHaveLength(1);
+    expect(contexts[0]!.upstream).toBe('b');
+    expect(contexts[0]!.attempts).toBe(2);
+    expect(pool.inFlightTotal()).toBe(0);
+    // The aborted loser did not count against a's health.
+    expect(pool.status().find((s) => s.name === 'a')!.consecutiveFailures).toBe(0);
+    await relay.close();
+  });
+
+  it('does not hedge an upstream that answers in time', async () => {
+    const { app, relay, pool } = makeApp({ hedge: { afterMs: 500 } });
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(200);
+    expect(a.requests.length + b.requests.length).toBe(1);
+    expect(pool.inFlightTotal()).toBe(0);
+    await relay.close();
+  });
+
+  it('answers 503 no_upstream_available with Retry-After when every upstream cools', async () => {
+    const { app, relay, pool } = makeApp();
+    a.setBehaviour({ status: 429, retryAfter: '30' });
+    b.setBehaviour({ status: 429, retryAfter: '20' });
+    await request(app).post('/v1/chat/completions').send(chat());
+    await request(app).post('/v1/chat/completions').send(chat());
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('no_upstream_available');
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(20);
+    expect(pool.inFlightTotal()).toBe(0);
+    await relay.close();
+  });
+});

@@ -1,0 +1,251 @@
+// One client request's whole exchange with the upstreams: attempts in turn (each on another
+// upstream than the one that just failed), retried only while nothing reached the client,
+// optionally hedged, with every endpoint released exactly once.
+import type { ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { RequestContext } from '../context.js';
+import { errors, LlmuxError, sendError } from '../errors.js';
+import { fanOut } from '../fan-out.js';
+import type { RetryPolicy } from '../retry/policy.js';
+import { sleep } from '../retry/sleep.js';
+import {
+  endWithError,
+  isResponse,
+  relayResponse,
+  requestUpstream,
+  type AttemptInput,
+  type AttemptResult,
+} from './attempt.js';
+import type { ClientCache } from './client-cache.js';
+import type { UpstreamEndpoint, UpstreamSource } from './source.js';
+
+/** Hedging: a second attempt on another upstream when the first is slow to answer. */
+export interface HedgeOptions {
+  /** Start the second attempt when the first has produced no response headers after this many ms. */
+  afterMs: number;
+}
+
+/** What an exchange needs besides the per-attempt input. */
+export interface ExchangeSettings {
+  source: UpstreamSource;
+  clients: ClientCache;
+  retry: RetryPolicy | undefined;
+  hedge: HedgeOptions | undefined;
+}
+
+/** The parts of an attempt's input that do not depend on the endpoint. */
+export type ExchangeInput = Omit<AttemptInput, 'endpoint' | 'pool' | 'path'> & { route: string };
+
+const CANCELLED = { ok: false, category: 'cancelled', status: undefined, retryAfterMs: undefined } as const;
+
+/**
+ * Runs attempts until one answers the client, the client leaves, or the retry policy gives up
+ * (then the last failure is sent). Never rejects for upstream trouble.
+ */
+export async function runExchange(settings: ExchangeSettings, input: ExchangeInput): Promise<void> {
+  const { res, ctx, clientSignal } = input;
+  const policy = settings.retry;
+  policy?.recordRequest();
+  let exclude: UpstreamEndpoint | undefined;
+  for (let attempt = 1; ; attempt++) {
+    const result = settings.hedge
+      ? await hedgedAttempt(settings, input, exclude, settings.hedge)
+      : await singleAttempt(settings, input, exclude);
+    if (result === undefined) return; // no upstream could be picked: already answered
+    const { outcome, failure, endpoint } = result;
+    if (failure.unsent === undefined || clientSignal.aborted) return;
+    const decision =
+      policy === undefined
+        ? undefined
+        : policy.decide({
+            attempt,
+            status: failure.network ? undefined : failure.unsent.status,
+            network: failure.network,
+            headers:
+              !outcome.ok && outcome.retryAfterMs !== undefined
+                ? { 'retry-after-ms': String(outcome.retryAfterMs) }
+                : undefined,
+            elapsedMs: performance.now() - ctx.startedAt,
+          });
+    if (decision === undefined || !decision.retry) {
+      endWithError(res, ctx, failure.unsent);
+      return;
+    }
+    try {
+      await sleep(decision.delayMs, clientSignal);
+    } catch {
+      return; // the client left during the wait
+    }
+    exclude = endpoint;
+  }
+}
+
+interface Attempted {
+  endpoint: UpstreamEndpoint;
+  outcome: AttemptResult['outcome'];
+  failure: AttemptResult;
+}
+
+/** Picks an endpoint, or answers the client (503) and returns undefined when none can serve. */
+function pick(
+  settings: ExchangeSettings,
+  ctx: RequestContext,
+  res: ServerResponse,
+  exclude: UpstreamEndpoint | undefined,
+  answerOnFailure: boolean,
+): UpstreamEndpoint | undefined {
+  try {
+    const endpoint = settings.source.acquire(ctx, exclude);
+    ctx.attempts++;
+    return endpoint;
+  } catch (err) {
+    if (answerOnFailure) {
+      const error = err instanceof LlmuxError ? err : errors.internal(err);
+      ctx.errorCode = error.code;
+      sendError(res, error);
+    }
+    return undefined;
+  }
+}
+
+function attemptInput(
+  settings: ExchangeSettings,
+  input: ExchangeInput,
+  endpoint: UpstreamEndpoint,
+): AttemptInput {
+  return {
+    ...input,
+    endpoint,
+    // Taken per attempt and used at once: a pool held across an await could be evicted.
+    pool: settings.clients.get(endpoint.origin),
+    path: endpoint.basePath + input.route,
+  };
+}
+
+async function singleAttempt(
+  settings: ExchangeSettings,
+  input: ExchangeInput,
+  exclude: UpstreamEndpoint | undefined,
+): Promise<Attempted | undefined> {
+  const endpoint = pick(settings, input.ctx, input.res, exclude, true);
+  if (endpoint === undefined) return undefined;
+  input.ctx.upstream = endpoint.name;
+  const controller = new AbortController();
+  const result = await withClientSignal(input.clientSignal, controller, async () => {
+    const attemptIn = attemptInput(settings, input, endpoint);
+    const response = await requestUpstream(attemptIn, controller);
+    return isResponse(response) ? relayResponse(attemptIn, response, controller) : response;
+  });
+  settings.source.release(endpoint, result.outcome);
+  return { endpoint, outcome: result.outcome, failure: result };
+}
+
+/** Runs `work` with `controller` aborted when the client leaves; the listener is always removed. */
+async function withClientSignal<T>(
+  clientSignal: AbortSignal,
+  controller: AbortController,
+  work: () => Promise<T>,
+): Promise<T> {
+  const onClientGone = () => controller.abort();
+  if (clientSignal.aborted) controller.abort();
+  else clientSignal.addEventListener('abort', onClientGone);
+  try {
+    return await work();
+  } finally {
+    clientSignal.removeEventListener('abort', onClientGone);
+  }
+}
+
+interface Contender {
+  endpoint: UpstreamEndpoint;
+  controller: AbortController;
+  input: AttemptInput;
+  response: Dispatcher.ResponseData | AttemptResult | undefined;
+}
+
+/**
+ * A hedged attempt: the first upstream gets `afterMs` to answer with headers; then a second one
+ * (another endpoint) is started. The first response wins; the other attempt is aborted, its
+ * endpoint released as `cancelled`, and it is never relayed (so never billed). `fanOut` makes
+ * sure both attempts have settled before the winner is relayed.
+ */
+async function hedgedAttempt(
+  settings: ExchangeSettings,
+  input: ExchangeInput,
+  exclude: UpstreamEndpoint | undefined,
+  hedge: HedgeOptions,
+): Promise<Attempted | undefined> {
+  const { ctx, res, clientSignal } = input;
+  const first = pick(settings, ctx, res, exclude, true);
+  if (first === undefined) return undefined;
+  const contenders: Contender[] = [];
+  let winner: Contender | undefined;
+  const firstSettled = new AbortController();
+
+  const run = async (endpoint: UpstreamEndpoint): Promise<void> => {
+    const controller = new AbortController();
+    const contender: Contender = {
+      endpoint,
+      controller,
+      input: attemptInput(settings, input, endpoint),
+      response: undefined,
+    };
+    contenders.push(contender);
+    contender.response = await withClientSignal(clientSignal, controller, () =>
+      requestUpstream(contender.input, controller),
+    );
+    if (winner === undefined && isResponse(contender.response)) {
+      winner = contender;
+      for (const other of contenders) if (other !== contender) other.controller.abort();
+    }
+  };
+
+  await fanOut<void>([
+    async () => {
+      try {
+        await run(first);
+      } finally {
+        firstSettled.abort();
+      }
+    },
+    async () => {
+      try {
+        await sleep(hedge.afterMs, AbortSignal.any([firstSettled.signal, clientSignal]));
+      } catch {
+        return; // the first answered in time, or the client left
+      }
+      const second = pick(settings, ctx, res, first, false);
+      if (second === undefined) return;
+      if (second === first) {
+        settings.source.release(second, CANCELLED);
+        return;
+      }
+      await run(second);
+    },
+  ]);
+
+  // Every contender has settled: release the losers, relay the winner.
+  let failed: Contender | undefined;
+  for (const contender of contenders) {
+    if (contender === winner) continue;
+    const response = contender.response;
+    if (response !== undefined && isResponse(response)) response.body.destroy();
+    const lost = winner !== undefined || response === undefined || isResponse(response);
+    settings.source.release(contender.endpoint, lost ? CANCELLED : (response as AttemptResult).outcome);
+    if (!lost) failed = contender;
+  }
+  if (winner === undefined) {
+    const failure = (failed?.response ?? {
+      outcome: CANCELLED,
+      unsent: undefined,
+      network: false,
+    }) as AttemptResult;
+    return { endpoint: failed?.endpoint ?? first, outcome: failure.outcome, failure };
+  }
+  ctx.upstream = winner.endpoint.name;
+  const result = await withClientSignal(clientSignal, winner.controller, () =>
+    relayResponse(winner!.input, winner!.response as Dispatcher.ResponseData, winner!.controller),
+  );
+  settings.source.release(winner.endpoint, result.outcome);
+  return { endpoint: winner.endpoint, outcome: result.outcome, failure: result };
+}

@@ -1,0 +1,384 @@
+// A pool of upstream endpoints (URLs and keys) behind one UpstreamSource: a strategy picks among
+// the healthy ones, outcomes drive cooldowns, and status() feeds health pages. No timers.
+import { LlmuxError } from '../errors.js';
+import { utcDayNumber } from '../keys/utc.js';
+import { maskKey } from '../redact.js';
+import { toRetryAfterSeconds } from '../retry/retry-after.js';
+import type { RequestContext } from '../context.js';
+import { UpstreamHealth, type ResolvedCooldown, type UpstreamState } from './health.js';
+import { parseBaseUrl, type AttemptOutcome, type UpstreamEndpoint, type UpstreamSource } from './source.js';
+import {
+  STRATEGY_NAMES,
+  createStrategy,
+  type UpstreamStrategy,
+  type UpstreamStrategyName,
+} from './strategies.js';
+
+export type { UpstreamState } from './health.js';
+
+/** One endpoint of a pool: a base URL and the relay's key for it. */
+export interface PooledUpstreamOptions {
+  /** Base URL, as an OpenAI SDK's `baseURL`: e.g. `https://api.openai.com/v1`. */
+  url: string;
+  /** The relay's key for this upstream, sent as `Authorization: Bearer …`. Omit for none. */
+  apiKey?: string;
+  /** Name in logs, metrics and `status()`; unique in the pool. Default: `host#index`, e.g. `api.openai.com#0`. */
+  name?: string;
+  /** Relative share of picks under the `weighted` strategy; a positive number. Default: 1. */
+  weight?: number;
+  /** Most attempts in flight on this endpoint at once; a positive integer. Default: no limit. */
+  maxConcurrent?: number;
+  /**
+   * Most attempts started per UTC day (counted from 00:00:00Z); a positive integer. Counted in
+   * this process only. Default: no limit.
+   */
+  dailyRequestCap?: number;
+}
+
+/** How long endpoints rest after failures. Every duration is capped by `maxMs`. */
+export interface UpstreamPoolCooldownOptions {
+  /** Rest after a 429 that gave no `Retry-After` hint, in ms. Default: 30_000. */
+  rateLimitMs?: number;
+  /** Rest after the first failure trip, in ms; each further consecutive trip doubles it. Default: 5_000. */
+  baseMs?: number;
+  /** Longest rest of any kind, in ms (a longer `Retry-After` is cut to it). Default: 600_000. */
+  maxMs?: number;
+  /** Consecutive 5xx, network or timeout failures that trip a cooldown; a positive integer. Default: 3. */
+  failureThreshold?: number;
+}
+
+/** Options of {@link UpstreamPool}. */
+export interface UpstreamPoolOptions {
+  /** The endpoints, at least one; names unique. */
+  upstreams: readonly PooledUpstreamOptions[];
+  /**
+   * How to choose among the endpoints that can serve: `'round-robin'` (least recently used),
+   * `'random'`, `'least-connections'`, `'weighted'` (smooth weighted round-robin), or a custom
+   * {@link UpstreamStrategy}. Default: `'round-robin'`.
+   */
+  strategy?: UpstreamStrategyName | UpstreamStrategy;
+  /** The current time in epoch ms; injectable for tests. Default: `Date.now`. */
+  clock?: () => number;
+  /** A number in `[0, 1)` for the `random` strategy; injectable for tests. Default: `Math.random`. */
+  random?: () => number;
+  /** Cooldown durations and the failure threshold. */
+  cooldown?: UpstreamPoolCooldownOptions;
+}
+
+/** One endpoint in `UpstreamPool.status()`; never carries a full key. */
+export interface UpstreamStatus {
+  name: string;
+  origin: string;
+  basePath: string;
+  /** The key masked by `maskKey` (`sk-a…wxyz`), or null when the endpoint has none. */
+  key: string | null;
+  state: UpstreamState;
+  inFlight: number;
+  /** ms until a cooldown ends; 0 when not cooling. */
+  cooldownRemainingMs: number;
+  consecutiveFailures: number;
+  /** Attempts started since 00:00:00Z today. */
+  requestsToday: number;
+  weight: number;
+  /** null when unlimited. */
+  maxConcurrent: number | null;
+  /** null when unlimited. */
+  dailyRequestCap: number | null;
+}
+
+/** `Retry-After` when every endpoint is disabled: recovery waits for an operator. */
+const ALL_DISABLED_RETRY_AFTER_SECONDS = 60;
+
+const OWNER = 'upstreamPool';
+
+/**
+ * An {@link UpstreamSource} over many endpoints. `acquire` lets the strategy choose among the
+ * eligible endpoints: not disabled, not cooling, no half-open probe out, under `maxConcurrent` and
+ * under today's `dailyRequestCap`; `exclude` (the endpoint that just failed) is skipped when
+ * another is eligible. `release` applies the outcome:
+ *
+ * - success: the consecutive failure count restarts; a half-open endpoint is healthy again.
+ * - `rate_limit` (429): cools for the upstream's `retryAfterMs`, else `cooldown.rateLimitMs`.
+ * - `auth` (401/403): disabled until {@link UpstreamPool.enable}.
+ * - `server`, `network`, `timeout`: counted; `cooldown.failureThreshold` in a row cool the endpoint
+ *   for `cooldown.baseMs`, doubled on each consecutive trip. When a cooldown ends the endpoint is
+ *   half-open: one probe goes through; its success heals the endpoint, its failure cools it again
+ *   for the next, doubled, duration. Failures reported while cooling come from attempts started
+ *   before the trip and are not counted again.
+ * - `invalid_request`, `decode`, `cancelled`: about the request or the relay, not the upstream;
+ *   not counted (a half-open probe that ends so lets the next attempt probe).
+ *
+ * When nothing is eligible `acquire` throws a 503 `LlmuxError` (`overloaded_error`,
+ * `no_upstream_available`) whose `Retry-After` is the time to the earliest recovery. Endpoint
+ * objects keep their identity for the pool's life. Expiry is computed from `clock()` on use, so
+ * the pool holds no timers and needs no `close()`. State lives in this process only.
+ *
+ * @example
+ * const pool = upstreamPool({
+ *   upstreams: [
+ *     { url: 'https://api.openai.com/v1', apiKey: process.env.OPENAI_KEY_A, weight: 3 },
+ *     { url: 'https://api.openai.com/v1', apiKey: process.env.OPENAI_KEY_B, maxConcurrent: 20 },
+ *   ],
+ *   strategy: 'weighted',
+ * });
+ * app.post('/v1/chat/completions', streamRelay({ upstream: pool }));
+ * app.get('/health/upstreams', (_req, res) => res.json(pool.status()));
+ */
+export class UpstreamPool implements UpstreamSource {
+  /** The endpoints in `upstreams` order; the same objects `acquire` returns. */
+  readonly endpoints: readonly UpstreamEndpoint[];
+  /** The strategy in use. */
+  readonly strategy: UpstreamStrategy;
+  private readonly health: readonly UpstreamHealth[];
+  private readonly byEndpoint: Map<UpstreamEndpoint, UpstreamHealth>;
+  private readonly byName: Map<string, UpstreamHealth>;
+  private readonly clock: () => number;
+  private readonly cooldown: ResolvedCooldown;
+  /** Reused by every acquire (which is synchronous), so a pick allocates no array. */
+  private readonly candidates: UpstreamHealth[] = [];
+  private pickSeq = 0;
+
+  constructor(options: UpstreamPoolOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`${OWNER}: options must be an object, got ${String(options)}`);
+    }
+    const { upstreams } = options;
+    if (!Array.isArray(upstreams) || upstreams.length === 0) {
+      throw new TypeError(`${OWNER}: upstreams must be a non-empty array, got ${describe(upstreams)}`);
+    }
+    this.clock = optionalFunction('clock', options.clock) ?? Date.now;
+    const random = optionalFunction('random', options.random) ?? Math.random;
+    this.cooldown = resolveCooldown(options.cooldown);
+    this.health = upstreams.map((u: PooledUpstreamOptions, i) => resolveUpstream(u, i));
+    this.endpoints = this.health.map((h) => h.endpoint);
+    this.byEndpoint = new Map(this.health.map((h) => [h.endpoint, h]));
+    this.byName = new Map();
+    for (const h of this.health) {
+      if (this.byName.has(h.endpoint.name)) {
+        throw new TypeError(
+          `${OWNER}: upstreams[${h.index}].name must be unique, got ${JSON.stringify(h.endpoint.name)} twice`,
+        );
+      }
+      this.byName.set(h.endpoint.name, h);
+    }
+    this.strategy = resolveStrategy(options.strategy, upstreams.length, random);
+  }
+
+  /**
+   * The endpoint for the next attempt, counted in flight until its {@link release}. `exclude` is
+   * skipped when another endpoint is eligible.
+   *
+   * @throws LlmuxError 503 `no_upstream_available` when no endpoint can serve now.
+   */
+  acquire(_ctx: RequestContext | undefined, exclude?: UpstreamEndpoint): UpstreamEndpoint {
+    const nowMs = this.clock();
+    const day = utcDayNumber(nowMs);
+    const candidates = this.candidates;
+    let excluded: UpstreamHealth | undefined;
+    for (const h of this.health) {
+      if (!h.canServe(nowMs, day)) continue;
+      if (h.endpoint === exclude) excluded = h;
+      else candidates.push(h);
+    }
+    if (candidates.length === 0) {
+      if (excluded === undefined) throw this.unavailable(nowMs, day);
+      candidates.push(excluded);
+    }
+    let chosen: UpstreamHealth;
+    try {
+      chosen = this.strategy.pick(candidates);
+    } finally {
+      candidates.length = 0;
+    }
+    if (this.byEndpoint.get(chosen?.endpoint) !== chosen) {
+      throw new TypeError(`${OWNER}: strategy ${this.strategy.name} returned an endpoint it was not offered`);
+    }
+    chosen.recordAcquire(day, ++this.pickSeq);
+    return chosen.endpoint;
+  }
+
+  /**
+   * Ends the attempt on `endpoint` and applies its outcome. Call exactly once per
+   * {@link acquire}. Leases are counted per endpoint: a release while none is in flight on that
+   * endpoint, or for an endpoint of another source, is ignored, so counts never go below zero
+   * and an outcome never counts twice.
+   */
+  release(endpoint: UpstreamEndpoint, outcome: AttemptOutcome): void {
+    this.byEndpoint.get(endpoint)?.recordRelease(outcome, this.clock(), this.cooldown);
+  }
+
+  /**
+   * Puts an endpoint back in service, healthy: clears a disable, a cooldown, a half-open state
+   * and its failure counts. Returns false when no endpoint has that name.
+   */
+  enable(name: string): boolean {
+    const h = this.byName.get(name);
+    h?.enable();
+    return h !== undefined;
+  }
+
+  /**
+   * Takes an endpoint out of service until {@link enable}; attempts in flight finish normally.
+   * Returns false when no endpoint has that name.
+   */
+  disable(name: string): boolean {
+    const h = this.byName.get(name);
+    h?.disable();
+    return h !== undefined;
+  }
+
+  /** Attempts in flight over all endpoints. */
+  inFlightTotal(): number {
+    let total = 0;
+    for (const h of this.health) total += h.inFlight;
+    return total;
+  }
+
+  /** A snapshot per endpoint for health pages, keys masked. */
+  status(): UpstreamStatus[] {
+    const nowMs = this.clock();
+    const day = utcDayNumber(nowMs);
+    return this.health.map((h) => ({
+      name: h.endpoint.name,
+      origin: h.endpoint.origin,
+      basePath: h.endpoint.basePath,
+      key: h.endpoint.apiKey === undefined ? null : maskKey(h.endpoint.apiKey),
+      state: h.state(nowMs),
+      inFlight: h.inFlight,
+      cooldownRemainingMs: h.cooldownRemainingMs(nowMs),
+      consecutiveFailures: h.consecutiveFailures,
+      requestsToday: h.requestsOn(day),
+      weight: h.weight,
+      maxConcurrent: Number.isFinite(h.maxConcurrent) ? h.maxConcurrent : null,
+      dailyRequestCap: Number.isFinite(h.dailyRequestCap) ? h.dailyRequestCap : null,
+    }));
+  }
+
+  /** Same as {@link status}, so `JSON.stringify(pool)` is safe to log. */
+  toJSON(): UpstreamStatus[] {
+    return this.status();
+  }
+
+  private unavailable(nowMs: number, day: number): LlmuxError {
+    let waitMs = Infinity;
+    let disabled = 0;
+    for (const h of this.health) {
+      if (h.isDisabled()) disabled++;
+      else waitMs = Math.min(waitMs, h.msUntilServable(nowMs, day));
+    }
+    if (disabled === this.health.length) {
+      return new LlmuxError('no upstream is available: every upstream is disabled', {
+        status: 503,
+        type: 'overloaded_error',
+        code: 'no_upstream_available',
+        retryAfterSeconds: ALL_DISABLED_RETRY_AFTER_SECONDS,
+      });
+    }
+    return new LlmuxError('no upstream is available: every upstream is cooling down, busy or at its cap', {
+      status: 503,
+      type: 'overloaded_error',
+      code: 'no_upstream_available',
+      retryAfterSeconds: toRetryAfterSeconds(waitMs),
+    });
+  }
+}
+
+/**
+ * Creates an {@link UpstreamPool}; see there for the behaviour and an example.
+ *
+ * @example
+ * streamRelay({ upstream: upstreamPool({ upstreams: [{ url: 'https://api.openai.com/v1', apiKey }] }) });
+ */
+export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
+  return new UpstreamPool(options);
+}
+
+function resolveUpstream(u: PooledUpstreamOptions, index: number): UpstreamHealth {
+  const at = `upstreams[${index}]`;
+  if (typeof u !== 'object' || u === null || typeof u.url !== 'string') {
+    throw new TypeError(`${OWNER}: ${at}.url is required, got ${describe(u)}`);
+  }
+  const { origin, basePath } = parseBaseUrl(u.url, `${OWNER}: ${at}`);
+  if (u.apiKey !== undefined && (typeof u.apiKey !== 'string' || u.apiKey.length === 0)) {
+    // The value is a secret: name its type, never echo it.
+    throw new TypeError(`${OWNER}: ${at}.apiKey must be a non-empty string, got ${typeof u.apiKey}`);
+  }
+  if (u.name !== undefined && (typeof u.name !== 'string' || u.name.length === 0)) {
+    throw new TypeError(`${OWNER}: ${at}.name must be a non-empty string, got ${describe(u.name)}`);
+  }
+  const weight = u.weight ?? 1;
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
+    throw new TypeError(`${OWNER}: ${at}.weight must be a positive number, got ${describe(u.weight)}`);
+  }
+  const endpoint: UpstreamEndpoint = Object.freeze({
+    name: u.name ?? `${new URL(origin).host}#${index}`,
+    origin,
+    basePath,
+    apiKey: u.apiKey,
+  });
+  return new UpstreamHealth(
+    endpoint,
+    index,
+    weight,
+    optionalPositiveInteger(`${at}.maxConcurrent`, u.maxConcurrent) ?? Infinity,
+    optionalPositiveInteger(`${at}.dailyRequestCap`, u.dailyRequestCap) ?? Infinity,
+  );
+}
+
+function resolveCooldown(options: UpstreamPoolCooldownOptions | undefined): ResolvedCooldown {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new TypeError(`${OWNER}: cooldown must be an object, got ${describe(options)}`);
+  }
+  return {
+    rateLimitMs: nonNegativeInteger('cooldown.rateLimitMs', options?.rateLimitMs, 30_000),
+    baseMs: nonNegativeInteger('cooldown.baseMs', options?.baseMs, 5_000),
+    maxMs: nonNegativeInteger('cooldown.maxMs', options?.maxMs, 600_000),
+    failureThreshold: optionalPositiveInteger('cooldown.failureThreshold', options?.failureThreshold) ?? 3,
+  };
+}
+
+function resolveStrategy(
+  strategy: UpstreamPoolOptions['strategy'],
+  upstreamCount: number,
+  random: () => number,
+): UpstreamStrategy {
+  if (strategy === undefined) return createStrategy('round-robin', { upstreamCount, random });
+  if (typeof strategy === 'string' && (STRATEGY_NAMES as readonly string[]).includes(strategy)) {
+    return createStrategy(strategy, { upstreamCount, random });
+  }
+  if (typeof strategy === 'object' && strategy !== null && typeof strategy.pick === 'function') {
+    return strategy;
+  }
+  throw new TypeError(
+    `${OWNER}: strategy must be one of ${STRATEGY_NAMES.join(', ')} or an object with pick(), got ${describe(strategy)}`,
+  );
+}
+
+function optionalFunction<F>(name: string, value: F | undefined): F | undefined {
+  if (value !== undefined && typeof value !== 'function') {
+    throw new TypeError(`${OWNER}: ${name} must be a function, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function optionalPositiveInteger(name: string, value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new TypeError(`${OWNER}: ${name} must be a positive integer, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function nonNegativeInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new TypeError(`${OWNER}: ${name} must be a non-negative integer, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
+  return String(value);
+}
