@@ -3,6 +3,16 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+/** One upstream attempt of a request, for metrics and the tracker. */
+export interface AttemptRecord {
+  /** The endpoint's name (never its key). */
+  upstream: string;
+  /** `ok`, or the failure category (`rate_limit`, `server`, `network`, `timeout`, `cancelled`, …). */
+  outcome: string;
+  /** The upstream's HTTP status, when it answered. */
+  status: number | undefined;
+}
+
 /** Token usage read from an upstream response. */
 export interface Usage {
   promptTokens: number;
@@ -41,10 +51,16 @@ export class RequestContext {
   gateWaitMs: number | undefined = undefined;
   /** Upstream attempts made for this request. */
   attempts = 0;
+  /** How each attempt ended, in order (bounded by the retry policy's attempts, plus a hedge). */
+  readonly attemptLog: AttemptRecord[] = [];
+  /** Why each retry happened (the failure category of the attempt before it). */
+  readonly retryReasons: string[] = [];
   /** Usage read from the upstream response (JSON body or SSE stream). */
   usage: Usage | undefined = undefined;
   /** Completion chunks relayed so far on a stream (an estimate of tokens when usage never came). */
   streamedChunks = 0;
+  /** The cost billed by key accounting, in USD, once settled (undefined without accounting). */
+  costUsd: number | undefined = undefined;
   /** `performance.now()` when the first response byte went to the client. */
   firstByteAt: number | undefined = undefined;
   /** Stable code of the error the request ended with, if any. */

@@ -160,10 +160,12 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     const promptEstimate = estimate.promptTokens;
     onResponseClose(res, () => {
       const bill = billOf(ctx, promptEstimate);
+      const costUsd = pricing.costUsd(ctx.model, bill.promptTokens, bill.completionTokens);
+      ctx.costUsd = costUsd;
       keyStore
         .settle(reservationId, {
           model: ctx.model,
-          costUsd: pricing.costUsd(ctx.model, bill.promptTokens, bill.completionTokens),
+          costUsd,
           promptTokens: bill.promptTokens,
           completionTokens: bill.completionTokens,
           nowMs: clock(),

@@ -17,7 +17,7 @@ import {
   type AttemptResult,
 } from './attempt.js';
 import type { ClientCache } from './client-cache.js';
-import type { UpstreamEndpoint, UpstreamSource } from './source.js';
+import type { AttemptOutcome, UpstreamEndpoint, UpstreamSource } from './source.js';
 
 /** Hedging: a second attempt on another upstream when the first is slow to answer. */
 export interface HedgeOptions {
@@ -37,6 +37,21 @@ export interface ExchangeSettings {
 export type ExchangeInput = Omit<AttemptInput, 'endpoint' | 'pool' | 'path'> & { route: string };
 
 const CANCELLED = { ok: false, category: 'cancelled', status: undefined, retryAfterMs: undefined } as const;
+
+/** Releases the endpoint to its source and notes the attempt in the context, once per attempt. */
+function settleAttempt(
+  settings: ExchangeSettings,
+  ctx: RequestContext,
+  endpoint: UpstreamEndpoint,
+  outcome: AttemptOutcome,
+): void {
+  settings.source.release(endpoint, outcome);
+  ctx.attemptLog.push({
+    upstream: endpoint.name,
+    outcome: outcome.ok ? 'ok' : outcome.category,
+    status: outcome.ok ? undefined : outcome.status,
+  });
+}
 
 /**
  * Runs attempts until one answers the client, the client leaves, or the retry policy gives up
@@ -71,6 +86,7 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
       endWithError(res, ctx, failure.unsent);
       return;
     }
+    ctx.retryReasons.push(outcome.ok ? 'unknown' : outcome.category);
     try {
       await sleep(decision.delayMs, clientSignal);
     } catch {
@@ -136,7 +152,7 @@ async function singleAttempt(
     const response = await requestUpstream(attemptIn, controller);
     return isResponse(response) ? relayResponse(attemptIn, response, controller) : response;
   });
-  settings.source.release(endpoint, result.outcome);
+  settleAttempt(settings, input.ctx, endpoint, result.outcome);
   return { endpoint, outcome: result.outcome, failure: result };
 }
 
@@ -218,6 +234,7 @@ async function hedgedAttempt(
       if (second === undefined) return;
       if (second === first) {
         settings.source.release(second, CANCELLED);
+        ctx.attempts--;
         return;
       }
       await run(second);
@@ -231,7 +248,7 @@ async function hedgedAttempt(
     const response = contender.response;
     if (response !== undefined && isResponse(response)) response.body.destroy();
     const lost = winner !== undefined || response === undefined || isResponse(response);
-    settings.source.release(contender.endpoint, lost ? CANCELLED : (response as AttemptResult).outcome);
+    settleAttempt(settings, ctx, contender.endpoint, lost ? CANCELLED : (response as AttemptResult).outcome);
     if (!lost) failed = contender;
   }
   if (winner === undefined) {
@@ -246,6 +263,6 @@ async function hedgedAttempt(
   const result = await withClientSignal(clientSignal, winner.controller, () =>
     relayResponse(winner!.input, winner!.response as Dispatcher.ResponseData, winner!.controller),
   );
-  settings.source.release(winner.endpoint, result.outcome);
+  settleAttempt(settings, ctx, winner.endpoint, result.outcome);
   return { endpoint: winner.endpoint, outcome: result.outcome, failure: result };
 }
