@@ -267,76 +267,29 @@ export function managementRouter(options: ManagementRouterOptions): express.Rout
     )
     .all(methodNotAllowed('GET, PATCH, DELETE'));
 
-  // Teams and users: plain records; DELETE removes them.
-  router
-    .route('/teams')
-    .get(asyncHandler(async (_req: Request, res: Response) => listOf(res, await store.listTeams(), teamView)))
-    .post(
-      readBody,
-      asyncHandler(async (req: Request, res: Response) => {
-        const created = await store.createTeam(readFields(bodyOf(res), TEAM_FIELDS, 'create') as NewTeam);
-        res.location(`${req.baseUrl}/teams/${encodeURIComponent(created.id)}`);
-        res.status(201).json(teamView(created));
-      }),
-    )
-    .all(methodNotAllowed('GET, POST'));
-  router
-    .route('/teams/:id')
-    .get(
-      asyncHandler(async (req: Request, res: Response) =>
-        oneOf(res, await store.getTeam(idParam(req)), 'team', teamView),
-      ),
-    )
-    .patch(
-      readBody,
-      asyncHandler(async (req: Request, res: Response) => {
-        const patch = readFields(bodyOf(res), TEAM_FIELDS, 'patch');
-        oneOf(res, await store.updateTeam(idParam(req), patch), 'team', teamView);
-      }),
-    )
-    .delete(
-      asyncHandler(async (req: Request, res: Response) => {
-        const id = idParam(req);
-        if (!(await store.deleteTeam(id))) throw errors.notFound('team');
-        res.json({ id, deleted: true });
-      }),
-    )
-    .all(methodNotAllowed('GET, PATCH, DELETE'));
-
-  router
-    .route('/users')
-    .get(asyncHandler(async (_req: Request, res: Response) => listOf(res, await store.listUsers(), userView)))
-    .post(
-      readBody,
-      asyncHandler(async (req: Request, res: Response) => {
-        const created = await store.createUser(readFields(bodyOf(res), USER_FIELDS, 'create') as NewUser);
-        res.location(`${req.baseUrl}/users/${encodeURIComponent(created.id)}`);
-        res.status(201).json(userView(created));
-      }),
-    )
-    .all(methodNotAllowed('GET, POST'));
-  router
-    .route('/users/:id')
-    .get(
-      asyncHandler(async (req: Request, res: Response) =>
-        oneOf(res, await store.getUser(idParam(req)), 'user', userView),
-      ),
-    )
-    .patch(
-      readBody,
-      asyncHandler(async (req: Request, res: Response) => {
-        const patch = readFields(bodyOf(res), USER_FIELDS, 'patch');
-        oneOf(res, await store.updateUser(idParam(req), patch), 'user', userView);
-      }),
-    )
-    .delete(
-      asyncHandler(async (req: Request, res: Response) => {
-        const id = idParam(req);
-        if (!(await store.deleteUser(id))) throw errors.notFound('user');
-        res.json({ id, deleted: true });
-      }),
-    )
-    .all(methodNotAllowed('GET, PATCH, DELETE'));
+  // Teams and users: plain records with the same five routes; DELETE removes them.
+  recordRoutes(router, readBody, {
+    path: '/teams',
+    what: 'team',
+    fields: TEAM_FIELDS,
+    view: teamView,
+    list: () => store.listTeams(),
+    get: (id) => store.getTeam(id),
+    create: (fields) => store.createTeam(fields as NewTeam),
+    update: (id, patch) => store.updateTeam(id, patch),
+    remove: (id) => store.deleteTeam(id),
+  });
+  recordRoutes(router, readBody, {
+    path: '/users',
+    what: 'user',
+    fields: USER_FIELDS,
+    view: userView,
+    list: () => store.listUsers(),
+    get: (id) => store.getUser(id),
+    create: (fields) => store.createUser(fields as NewUser),
+    update: (id, patch) => store.updateUser(id, patch),
+    remove: (id) => store.deleteUser(id),
+  });
 
   router
     .route('/spend')
@@ -449,6 +402,61 @@ function adminRequired(): LlmuxError {
     type: 'permission_error',
     code: 'admin_required',
   });
+}
+
+/** One kind of plain record (teams, users) and the store operations behind its routes. */
+interface RecordRoutes<T> {
+  path: string;
+  what: string;
+  fields: FieldTable;
+  view: (record: T) => object;
+  list(): Promise<T[]>;
+  get(id: string): Promise<T | undefined>;
+  create(fields: Record<string, unknown>): Promise<T & { id: string }>;
+  update(id: string, patch: Record<string, unknown>): Promise<T | undefined>;
+  remove(id: string): Promise<boolean>;
+}
+
+/** Mounts list, create, get, patch and delete for one kind of record. */
+function recordRoutes<T>(
+  router: express.Router,
+  readBody: express.RequestHandler,
+  spec: RecordRoutes<T>,
+): void {
+  router
+    .route(spec.path)
+    .get(asyncHandler(async (_req: Request, res: Response) => listOf(res, await spec.list(), spec.view)))
+    .post(
+      readBody,
+      asyncHandler(async (req: Request, res: Response) => {
+        const created = await spec.create(readFields(bodyOf(res), spec.fields, 'create'));
+        res.location(`${req.baseUrl}${spec.path}/${encodeURIComponent(created.id)}`);
+        res.status(201).json(spec.view(created));
+      }),
+    )
+    .all(methodNotAllowed('GET, POST'));
+  router
+    .route(`${spec.path}/:id`)
+    .get(
+      asyncHandler(async (req: Request, res: Response) =>
+        oneOf(res, await spec.get(idParam(req)), spec.what, spec.view),
+      ),
+    )
+    .patch(
+      readBody,
+      asyncHandler(async (req: Request, res: Response) => {
+        const patch = readFields(bodyOf(res), spec.fields, 'patch');
+        oneOf(res, await spec.update(idParam(req), patch), spec.what, spec.view);
+      }),
+    )
+    .delete(
+      asyncHandler(async (req: Request, res: Response) => {
+        const id = idParam(req);
+        if (!(await spec.remove(id))) throw errors.notFound(spec.what);
+        res.json({ id, deleted: true });
+      }),
+    )
+    .all(methodNotAllowed('GET, PATCH, DELETE'));
 }
 
 function methodNotAllowed(allow: string) {
