@@ -4,6 +4,10 @@ import request from 'supertest';
 import {
   bodyLimit,
   getContext,
+  hashApiKey,
+  keyAuth,
+  MemoryKeyStore,
+  Pricing,
   retry,
   streamRelay,
   upstreamPool,
@@ -150,6 +154,42 @@ describe('streamRelay with retry, a pool and hedging', () => {
     // The aborted loser did not count against a's health.
     expect(pool.status().find((s) => s.name === 'a')!.consecutiveFailures).toBe(0);
     await relay.close();
+  });
+
+  it('bills a hedged request once, for the winner only', async () => {
+    const store = new MemoryKeyStore();
+    const key = await store.createKey({
+      name: 'h',
+      hash: hashApiKey('sk-hedge-key-0001'),
+      prefix: 'sk-hedge',
+    });
+    const pool = upstreamPool({
+      upstreams: [
+        { url: `${a.url}/v1`, apiKey: 'sk-a', name: 'a' },
+        { url: `${b.url}/v1`, apiKey: 'sk-b', name: 'b' },
+      ],
+    });
+    const pricing = new Pricing({ priced: { inputPerMTokUsd: 0, outputPerMTokUsd: 1_000_000 } });
+    const app = express();
+    app.post(
+      '/v1/chat/completions',
+      bodyLimit(),
+      keyAuth({ store, pricing }),
+      streamRelay({ upstream: pool, hedge: { afterMs: 50 } }),
+    );
+    // The slow one would answer with 9 tokens, the fast one with 2.
+    a.setBehaviour({ delayBeforeHeadersMs: 300, chunks: 9 });
+    b.setBehaviour({ chunks: 2 });
+    const res = await request(app)
+      .post('/v1/chat/completions')
+      .set('x-api-key', 'sk-hedge-key-0001')
+      .send(chat({ model: 'priced', max_tokens: 20 }));
+    expect(res.status).toBe(200);
+    await a.waitForSettled(1);
+    for (let i = 0; i < 100 && (await store.getKey(key.id))!.spendUsd === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect((await store.getKey(key.id))!.spendUsd).toBe(2);
   });
 
   it('does not hedge an upstream that answers in time', async () => {
