@@ -80,5 +80,22 @@ export type {
   ConcurrencyGateStats,
 } from './middleware/concurrency-gate.js';
 export { FifoSemaphore } from './gate/semaphore.js';
+export {
+  createMetrics,
+  metricsHandler,
+  DEFAULT_DURATION_BUCKETS,
+  DEFAULT_TTFB_BUCKETS,
+  DEFAULT_METRIC_MODELS,
+  KNOWN_ERROR_CODES,
+  METRIC_ROUTES,
+} from './metrics.js';
+export type {
+  LlmuxMetrics,
+  MetricsOptions,
+  MetricsHandler,
+  MetricsMiddleware,
+  WatchableGate,
+  WatchablePool,
+} from './metrics.js';
 export { llmux, RELAYED_ROUTES } from './preset.js';
 export type { LlmuxOptions, LlmuxRouter } from './preset.js';

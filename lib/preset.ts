@@ -4,6 +4,7 @@ import express from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext } from './context.js';
 import { errors, sendError } from './errors.js';
+import type { LlmuxMetrics, WatchablePool } from './metrics.js';
 import { bodyLimit, type BodyLimitOptions } from './middleware/body-limit.js';
 import {
   concurrencyGate,
@@ -37,6 +38,11 @@ export interface LlmuxOptions {
   relay?: Omit<StreamRelayOptions, 'upstream'>;
   /** Where recovered errors are logged. Default: JSON lines on stderr. */
   logger?: Logger;
+  /**
+   * Prometheus metrics from {@link createMetrics}: the preset mounts their middleware first and
+   * watches its gate and (when `upstream` is a pool) the pool. Default: none.
+   */
+  metrics?: LlmuxMetrics;
 }
 
 /** The Router returned by {@link llmux}; `close()` releases its upstream connections. */
@@ -80,6 +86,15 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   const gate = options.gate ? concurrencyGate(options.gate) : undefined;
 
   const router = express.Router() as LlmuxRouter;
+  const metrics = options.metrics;
+  const unwatch: (() => void)[] = [];
+  if (metrics !== undefined) {
+    router.use(metrics.middleware());
+    if (gate !== undefined) unwatch.push(metrics.watchGate(gate));
+    if (typeof (source as Partial<WatchablePool>).status === 'function') {
+      unwatch.push(metrics.watchPool(source as unknown as WatchablePool));
+    }
+  }
   router.use(requestContext());
   const guarded = [limit, auth, gate].filter((mw) => mw !== undefined);
   for (const path of RELAYED_ROUTES) router.post(path, ...guarded, relay);
@@ -89,6 +104,7 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   router.use(recovery({ logger: options.logger }));
   Object.defineProperty(router, 'pieces', { value: Object.freeze({ relay, auth, gate }) });
   router.close = async () => {
+    for (const stop of unwatch.splice(0)) stop();
     await gate?.close();
     await relay.close();
     await auth?.close();
