@@ -113,9 +113,20 @@ interface Reservation {
   keyId: string;
   teamId: string | undefined;
   userId: string | undefined;
+  model: string | undefined;
   costUsd: number;
   tokens: number;
   day: number;
+  admittedAtMs: number;
+}
+
+/** The checked figures a settlement applies. */
+interface AppliedSettlement {
+  costUsd: number;
+  promptTokens: number;
+  completionTokens: number;
+  now: number;
+  model: string | undefined;
 }
 
 interface SpendBucket {
@@ -387,9 +398,11 @@ export class MemoryKeyStore implements KeyStore {
       keyId: key.fields.id,
       teamId: team?.fields.id,
       userId: user?.fields.id,
+      model: typeof request.model === 'string' ? request.model : undefined,
       costUsd: cost,
       tokens,
       day,
+      admittedAtMs: now,
     });
     return { ok: true, reservationId, rateLimit: tightest(subjects, now) };
   }
@@ -397,19 +410,43 @@ export class MemoryKeyStore implements KeyStore {
   async settle(reservationId: string, settlement: Settlement): Promise<void> {
     const reservation = this.reservations.get(reservationId);
     if (reservation === undefined) return;
-    if (typeof settlement !== 'object' || settlement === null) {
-      throw new KeyStoreError('invalid_field', undefined, 'settlement must be an object');
-    }
-    const costUsd = checkAmount(settlement.costUsd, 'costUsd');
-    const promptTokens = checkAmount(settlement.promptTokens, 'promptTokens');
-    const completionTokens = checkAmount(settlement.completionTokens, 'completionTokens');
-    const now = checkInstant(settlement.nowMs, 'nowMs');
-    const model = settlement.model;
-    if (model !== undefined && typeof model !== 'string') {
-      throw new KeyStoreError('invalid_field', 'model', 'model must be a string or undefined');
-    }
+    // Whatever the settlement holds, the reservation ends here: a bad settlement is charged the
+    // reserved estimate (and reported), never left open to hold budget and slots forever.
     this.reservations.delete(reservationId);
+    let invalid: KeyStoreError | undefined;
+    let costUsd = reservation.costUsd;
+    let promptTokens = reservation.tokens;
+    let completionTokens = 0;
+    let now = reservation.admittedAtMs;
+    let model: string | undefined = reservation.model;
+    try {
+      if (typeof settlement !== 'object' || settlement === null) {
+        throw new KeyStoreError('invalid_field', undefined, 'settlement must be an object');
+      }
+      const checkedCost = checkAmount(settlement.costUsd, 'costUsd');
+      const checkedPrompt = checkAmount(settlement.promptTokens, 'promptTokens');
+      const checkedCompletion = checkAmount(settlement.completionTokens, 'completionTokens');
+      const checkedNow = checkInstant(settlement.nowMs, 'nowMs');
+      if (settlement.model !== undefined && typeof settlement.model !== 'string') {
+        throw new KeyStoreError('invalid_field', 'model', 'model must be a string or undefined');
+      }
+      costUsd = checkedCost;
+      promptTokens = checkedPrompt;
+      completionTokens = checkedCompletion;
+      now = checkedNow;
+      model = settlement.model;
+    } catch (err) {
+      if (!(err instanceof KeyStoreError)) throw err;
+      invalid = err;
+    }
+    this.applySettlement(reservation, { costUsd, promptTokens, completionTokens, now, model });
+    if (invalid !== undefined) throw invalid;
+  }
 
+  private applySettlement(
+    reservation: Reservation,
+    { costUsd, promptTokens, completionTokens, now, model }: AppliedSettlement,
+  ): void {
     const tokenDelta = promptTokens + completionTokens - reservation.tokens;
     const key = this.keys.get(reservation.keyId)!;
     const modelName = settleAccount(key, reservation.costUsd, costUsd, model, tokenDelta, now);

@@ -33,7 +33,11 @@ export interface KeyAuthOptions {
   pepper?: string;
   /** Prices for spend: a {@link Pricing} or a table merged over the defaults. */
   pricing?: Pricing | PricingTable;
-  /** Completion tokens reserved when a request sets no `max_tokens`/`max_completion_tokens`. Default 4096. */
+  /**
+   * Completion tokens reserved when a request sets no `max_tokens`/`max_completion_tokens`; the
+   * request is then sent upstream with that cap, so the reservation is a true worst case.
+   * Default 4096.
+   */
   defaultMaxTokens?: number;
   /** The clock, ms since the epoch; injectable for tests. Default `Date.now`. */
   clock?: () => number;
@@ -156,6 +160,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
       return false;
     }
     if (admission.rateLimit !== undefined) setRateLimitHeaders(res, admission.rateLimit);
+    if (estimate.capped) capCompletion(ctx, defaultMaxTokens);
     const reservationId = admission.reservationId;
     const promptEstimate = estimate.promptTokens;
     onResponseClose(res, () => {
@@ -233,23 +238,39 @@ function defaultClientAddress(req: IncomingMessage): string {
   return req.socket?.remoteAddress ?? 'unknown';
 }
 
-/** Worst-case tokens of a request: its prompt by size, its completion by its own cap. */
+/**
+ * Worst-case tokens of a request: its prompt by size, its completion by its own cap, or by
+ * `defaultMaxTokens` (`capped: true`: the caller must then send that cap upstream).
+ */
 export function estimateRequest(
   ctx: RequestContext,
   defaultMaxTokens: number,
-): { promptTokens: number; completionTokens: number } {
+): { promptTokens: number; completionTokens: number; capped: boolean } {
   const body = ctx.body;
-  if (body === undefined) return { promptTokens: 0, completionTokens: 0 };
+  if (body === undefined) return { promptTokens: 0, completionTokens: 0, capped: false };
   // ~4 bytes a token for English; 3 keeps the estimate on the safe (higher) side.
   const bytes = ctx.rawBody?.length ?? JSON.stringify(body).length;
   const promptTokens = Math.ceil(bytes / 3);
   const generates = body.messages !== undefined || body.prompt !== undefined;
-  if (!generates) return { promptTokens, completionTokens: 0 };
+  if (!generates) return { promptTokens, completionTokens: 0, capped: false };
   const cap = body.max_completion_tokens ?? body.max_tokens;
-  const completionTokens =
-    typeof cap === 'number' && Number.isSafeInteger(cap) && cap > 0 ? cap : defaultMaxTokens;
+  const hasCap = typeof cap === 'number' && Number.isSafeInteger(cap) && cap > 0;
+  const completionTokens = hasCap ? cap : defaultMaxTokens;
   const choices = typeof body.n === 'number' && Number.isSafeInteger(body.n) && body.n > 1 ? body.n : 1;
-  return { promptTokens, completionTokens: completionTokens * choices };
+  return { promptTokens, completionTokens: completionTokens * choices, capped: !hasCap };
+}
+
+/**
+ * Sends the reserved cap upstream: `max_completion_tokens` on chat (the field every current
+ * model takes), `max_tokens` on text completions. The raw bytes are dropped so the relay
+ * serializes the changed body.
+ */
+function capCompletion(ctx: RequestContext, maxTokens: number): void {
+  const body = ctx.body;
+  if (body === undefined) return;
+  if (body.messages !== undefined) body.max_completion_tokens = maxTokens;
+  else body.max_tokens = maxTokens;
+  ctx.rawBody = undefined;
 }
 
 /**

@@ -22,7 +22,11 @@ export interface MockBehaviour {
   retryAfter?: string;
   /** Wait this long after the request body was read before answering (or resetting). Default 0. */
   delayBeforeHeadersMs?: number;
-  /** Number of content chunks; also `completion_tokens` and the number of words in the JSON content. Default 3. */
+  /**
+   * Number of content chunks; also `completion_tokens` and the number of words in the JSON
+   * content. Default 3. Like a real model, a request's `max_completion_tokens`/`max_tokens`
+   * caps it.
+   */
   chunks?: number;
   /** SSE: wait this long before each content chunk. Default 0. */
   chunkDelayMs?: number;
@@ -325,6 +329,27 @@ function resolveBehaviour(behaviour: MockBehaviour): ResolvedBehaviour {
 
 const PLAIN: ResolvedBehaviour = resolveBehaviour({});
 
+/** `max_completion_tokens` or `max_tokens` of a request body, when it sets one. */
+function completionCap(body: unknown): number | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const { max_completion_tokens: modern, max_tokens: legacy } = body as Record<string, unknown>;
+  const cap = modern ?? legacy;
+  return typeof cap === 'number' && Number.isSafeInteger(cap) && cap >= 0 ? cap : undefined;
+}
+
+/** The behaviour with at most `cap` chunks (its chunk-indexed events clamped alike). */
+function capChunks(behaviour: ResolvedBehaviour, cap: number | undefined): ResolvedBehaviour {
+  if (cap === undefined || cap >= behaviour.chunks) return behaviour;
+  const clamp = (at: number) => (at < 0 ? at : Math.min(at, cap));
+  return {
+    ...behaviour,
+    chunks: cap,
+    resetAfterChunks: clamp(behaviour.resetAfterChunks),
+    errorFrameAfterChunks: clamp(behaviour.errorFrameAfterChunks),
+    stallAfterChunks: clamp(behaviour.stallAfterChunks),
+  };
+}
+
 function fieldOf(value: unknown, name: string): unknown {
   return typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[name] : undefined;
 }
@@ -523,6 +548,8 @@ class Exchange {
         this.behaviourError = error instanceof Error ? error.message : String(error);
       }
     }
+    // Like a real model, the mock stops at the request's own cap.
+    this.behaviour = capChunks(this.behaviour, completionCap(this.record.body));
     if (this.done || this.cancelled) return; // a listener or the factory closed the mock
     if (this.behaviour.delayBeforeHeadersMs > 0) this.schedule(this.behaviour.delayBeforeHeadersMs);
     else this.respond();

@@ -40,6 +40,8 @@ export interface AttemptInput {
   hideUsageChunk: boolean;
   /** Aborts when the client leaves; every attempt listens to it. */
   clientSignal: AbortSignal;
+  /** This try's first-byte timeout when shorter than the setting (a retry deadline). */
+  headersTimeoutMs?: number;
   settings: AttemptSettings;
 }
 
@@ -81,7 +83,7 @@ export async function requestUpstream(
       headers: upstreamHeaders(req, ctx, endpoint, input.body, settings.forwardHeaders),
       body: input.body,
       signal: controller.signal,
-      headersTimeout: settings.firstByteTimeoutMs,
+      headersTimeout: input.headersTimeoutMs ?? settings.firstByteTimeoutMs,
       bodyTimeout: settings.idleTimeoutMs,
     });
   } catch (err) {

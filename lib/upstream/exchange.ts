@@ -63,18 +63,27 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
   policy?.recordRequest();
   let exclude: UpstreamEndpoint | undefined;
   for (let attempt = 1; ; attempt++) {
+    // The deadline bounds the tries themselves, not only the waits between them.
+    const attemptIn =
+      policy === undefined ? input : { ...input, headersTimeoutMs: remainingMs(policy, ctx, input.settings) };
     const result = settings.hedge
-      ? await hedgedAttempt(settings, input, exclude, settings.hedge)
-      : await singleAttempt(settings, input, exclude);
+      ? await hedgedAttempt(settings, attemptIn, exclude, settings.hedge)
+      : await singleAttempt(settings, attemptIn, exclude);
     if (result === undefined) return; // no upstream could be picked: already answered
     const { outcome, failure, endpoint } = result;
-    if (failure.unsent === undefined || clientSignal.aborted) return;
+    if (failure.unsent === undefined) {
+      // Nothing left to send: answered, or the client left. A request must never be left
+      // unanswered, so anything else (the relay stopped an attempt itself) gets a 503.
+      if (!clientSignal.aborted && !res.headersSent) endWithError(res, ctx, errors.overloaded());
+      return;
+    }
+    if (clientSignal.aborted) return;
     const decision =
       policy === undefined
         ? undefined
         : policy.decide({
             attempt,
-            status: failure.network ? undefined : failure.unsent.status,
+            status: failure.network ? undefined : upstreamStatusOf(outcome, failure.unsent),
             network: failure.network,
             headers:
               !outcome.ok && outcome.retryAfterMs !== undefined
@@ -89,10 +98,41 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
     ctx.retryReasons.push(outcome.ok ? 'unknown' : outcome.category);
     try {
       await sleep(decision.delayMs, clientSignal);
-    } catch {
-      return; // the client left during the wait
+    } catch (err) {
+      if (clientSignal.aborted) return; // the client left during the wait
+      throw err;
     }
     exclude = endpoint;
+  }
+}
+
+/** The first-byte timeout of the next try: never past the retry policy's deadline. */
+function remainingMs(policy: RetryPolicy, ctx: RequestContext, settings: AttemptInput['settings']): number {
+  const left = policy.deadlineMs - (performance.now() - ctx.startedAt);
+  return Math.max(1, Math.min(settings.firstByteTimeoutMs, Math.floor(left)));
+}
+
+/**
+ * The status the retry policy judges: the upstream's own, not the one the client would see (an
+ * upstream 503 is sent as 502). An SSE error frame arrives with a 200: its category speaks.
+ */
+function upstreamStatusOf(outcome: AttemptOutcome, unsent: LlmuxError): number {
+  if (!outcome.ok && outcome.status !== undefined && outcome.status >= 400) return outcome.status;
+  if (outcome.ok) return unsent.status;
+  switch (outcome.category) {
+    case 'rate_limit':
+      return 429;
+    case 'timeout':
+      return 504;
+    case 'server':
+    case 'decode':
+      return 502;
+    case 'auth':
+      return 401;
+    case 'invalid_request':
+      return 400;
+    default:
+      return unsent.status;
   }
 }
 
@@ -124,18 +164,20 @@ function pick(
   }
 }
 
+/** The attempt's input, or undefined when the client cache is closed (the relay shut down). */
 function attemptInput(
   settings: ExchangeSettings,
   input: ExchangeInput,
   endpoint: UpstreamEndpoint,
-): AttemptInput {
-  return {
-    ...input,
-    endpoint,
+): AttemptInput | undefined {
+  let pool;
+  try {
     // Taken per attempt and used at once: a pool held across an await could be evicted.
-    pool: settings.clients.get(endpoint.origin),
-    path: endpoint.basePath + input.route,
-  };
+    pool = settings.clients.get(endpoint.origin);
+  } catch {
+    return undefined;
+  }
+  return { ...input, endpoint, pool, path: endpoint.basePath + input.route };
 }
 
 async function singleAttempt(
@@ -146,14 +188,23 @@ async function singleAttempt(
   const endpoint = pick(settings, input.ctx, input.res, exclude, true);
   if (endpoint === undefined) return undefined;
   input.ctx.upstream = endpoint.name;
+  const attemptIn = attemptInput(settings, input, endpoint);
+  if (attemptIn === undefined) return shuttingDown(settings, input, endpoint);
   const controller = new AbortController();
   const result = await withClientSignal(input.clientSignal, controller, async () => {
-    const attemptIn = attemptInput(settings, input, endpoint);
     const response = await requestUpstream(attemptIn, controller);
     return isResponse(response) ? relayResponse(attemptIn, response, controller) : response;
   });
   settleAttempt(settings, input.ctx, endpoint, result.outcome);
   return { endpoint, outcome: result.outcome, failure: result };
+}
+
+/** The relay was closed while this request was on its way: release the endpoint and say so. */
+function shuttingDown(settings: ExchangeSettings, input: ExchangeInput, endpoint: UpstreamEndpoint): undefined {
+  settings.source.release(endpoint, CANCELLED);
+  input.ctx.attempts--;
+  endWithError(input.res, input.ctx, errors.overloaded('the relay is shutting down; retry later'));
+  return undefined;
 }
 
 /** Runs `work` with `controller` aborted when the client leaves; the listener is always removed. */
@@ -200,12 +251,13 @@ async function hedgedAttempt(
 
   const run = async (endpoint: UpstreamEndpoint): Promise<void> => {
     const controller = new AbortController();
-    const contender: Contender = {
-      endpoint,
-      controller,
-      input: attemptInput(settings, input, endpoint),
-      response: undefined,
-    };
+    const attemptIn = attemptInput(settings, input, endpoint);
+    if (attemptIn === undefined) {
+      settings.source.release(endpoint, CANCELLED);
+      ctx.attempts--;
+      return;
+    }
+    const contender: Contender = { endpoint, controller, input: attemptIn, response: undefined };
     contenders.push(contender);
     contender.response = await withClientSignal(clientSignal, controller, () =>
       requestUpstream(contender.input, controller),
@@ -247,9 +299,11 @@ async function hedgedAttempt(
     if (contender === winner) continue;
     const response = contender.response;
     if (response !== undefined && isResponse(response)) response.body.destroy();
-    const lost = winner !== undefined || response === undefined || isResponse(response);
-    settleAttempt(settings, ctx, contender.endpoint, lost ? CANCELLED : (response as AttemptResult).outcome);
-    if (!lost) failed = contender;
+    // A contender the relay stopped is `cancelled`; one that failed on its own keeps its outcome,
+    // so a broken upstream that hedges keep rescuing still cools down.
+    const stopped = response === undefined || isResponse(response);
+    settleAttempt(settings, ctx, contender.endpoint, stopped ? CANCELLED : (response as AttemptResult).outcome);
+    if (!stopped) failed = contender;
   }
   if (winner === undefined) {
     const failure = (failed?.response ?? {

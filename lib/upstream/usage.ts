@@ -17,8 +17,13 @@ export function readUsage(value: unknown): Usage | undefined {
   };
 }
 
+/** Above any real request; a larger figure from an upstream is clamped, never trusted into Infinity costs. */
+const MAX_TOKENS_REPORTED = 1_000_000_000;
+
 function count(value: unknown): number | undefined {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.floor(value) : undefined;
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0
+    ? Math.min(Math.floor(value), MAX_TOKENS_REPORTED)
+    : undefined;
 }
 
 /**
