@@ -16,6 +16,7 @@ describe('the example gateway with the OpenAI SDK', () => {
     base = `http://127.0.0.1:${(gateway.server.address() as AddressInfo).port}`;
   });
   afterAll(async () => {
+    await Promise.all(gateway.beforeDrain.map((piece) => piece.close()));
     await shutdown(gateway.server, gateway.closables, { timeoutMs: 2_000 });
   });
 
@@ -52,5 +53,18 @@ describe('the example gateway with the OpenAI SDK', () => {
     const err = await ask(key).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
     expect((err as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('insufficient_quota');
+  });
+
+  it('serves metrics, tracker stats and health for what it relayed', async () => {
+    await ask('sk-llmux-demo');
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/llmux_requests_total\{[^}]*route="\/v1\/chat\/completions"[^}]*\} [1-9]/);
+    const stats = await fetch(`${base}/llmux/stats?window=1h`, {
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    expect(stats.status).toBe(200);
+    expect(((await stats.json()) as { count: number }).count).toBeGreaterThan(0);
+    expect((await fetch(`${base}/llmux/stats`)).status).toBe(401);
+    expect((await fetch(`${base}/health/ready`)).status).toBe(200);
   });
 });

@@ -187,9 +187,9 @@ describe.each(expressVersions)('healthRouter on %s', (_label, express) => {
       .get('/health/ready')
       .then((res) => res);
     await wasPinged;
-    expect(jest.getTimerCount()).toBe(1); // the hanging ping's (the other one's was cleared)
-    jest.advanceTimersByTime(999);
-    jest.advanceTimersByTime(1);
+    await jest.advanceTimersByTimeAsync(999);
+    expect(jest.getTimerCount()).toBe(1); // the hanging ping's timer is still waiting; the other's is cleared
+    await jest.advanceTimersByTimeAsync(1);
     const res = await pending;
     expect(res.status).toBe(503);
     expect(res.body.reason).toBe('store redis did not answer within 1000 ms');
@@ -217,15 +217,21 @@ describe.each(expressVersions)('healthRouter on %s', (_label, express) => {
       next();
     });
     application.use(healthRouter({ stores: [{ name: 'redis', ping }] }));
-    const first = request(application).get('/health/ready').then((res) => res);
-    const second = request(application).get('/health/ready').then((res) => res);
+    const first = request(application)
+      .get('/health/ready')
+      .then((res) => res);
+    const second = request(application)
+      .get('/health/ready')
+      .then((res) => res);
     await arrivals;
     answer();
     const [a, b] = await Promise.all([first, second]);
     expect([a.status, b.status]).toEqual([200, 200]);
     expect(ping).toHaveBeenCalledTimes(1);
     // The next check pings again.
-    const third = request(application).get('/health/ready').then((res) => res);
+    const third = request(application)
+      .get('/health/ready')
+      .then((res) => res);
     await new Promise<void>((resolve) => {
       const poll = (): void => (ping.mock.calls.length === 2 ? resolve() : void setImmediate(poll));
       poll();

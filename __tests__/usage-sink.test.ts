@@ -436,8 +436,14 @@ describe('UsageSink', () => {
     ['flushIntervalMs', () => new CallbackSink(async () => {}, { flushIntervalMs: -1 })],
     ['retryBaseMs', () => new CallbackSink(async () => {}, { retryBaseMs: Number.NaN })],
     ['closeTimeoutMs', () => new CallbackSink(async () => {}, { closeTimeoutMs: 2 ** 32 })],
-    ['batchSize must be at most maxBuffered', () => new CallbackSink(async () => {}, { batchSize: 20, maxBuffered: 10 })],
-    ['retryMaxMs must be at least retryBaseMs', () => new CallbackSink(async () => {}, { retryBaseMs: 500, retryMaxMs: 100 })],
+    [
+      'batchSize must be at most maxBuffered',
+      () => new CallbackSink(async () => {}, { batchSize: 20, maxBuffered: 10 }),
+    ],
+    [
+      'retryMaxMs must be at least retryBaseMs',
+      () => new CallbackSink(async () => {}, { retryBaseMs: 500, retryMaxMs: 100 }),
+    ],
     ['CallbackSink: writeBatch', () => new CallbackSink('nope' as unknown as UsageBatchWriter)],
     ['JsonlFileSink: path', () => new JsonlFileSink({ path: '' })],
     ['JsonlFileSink: batchSize', () => new JsonlFileSink({ path: 'x.jsonl', batchSize: 0 })],

@@ -2,13 +2,22 @@
 // with a key store, the management API under /admin, in front of the mock or a real upstream.
 import express from 'express';
 import type { Server } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import {
+  createMetrics,
   createServer,
   hashApiKey,
+  healthRouter,
+  JsonlFileSink,
   llmux,
   managementRouter,
   MemoryKeyStore,
+  metricsHandler,
+  RequestTracker,
   retry,
+  sendError,
+  errors,
+  trackerRouter,
   upstreamPool,
   type Closable,
   type KeyStore,
@@ -27,12 +36,16 @@ export interface GatewayConfig {
   adminKey?: string;
   /** Delay between the mock's stream chunks, so a terminal shows them arriving. */
   mockChunkDelayMs?: number;
+  /** Where usage records are appended as JSON lines; none when absent. */
+  usageLogPath?: string;
 }
 
 /** A built gateway: its server (not listening yet), its store, and what to close on shutdown. */
 export interface Gateway {
   server: Server;
   store: KeyStore;
+  /** Closed before the server drains: live feeds never end by themselves. */
+  beforeDrain: Closable[];
   closables: Closable[];
   upstreamLabel: string;
 }
@@ -47,6 +60,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): GatewayConfig {
       .filter((key) => key.length > 0),
     demoKey: env.LLMUX_DEMO_KEY || 'sk-llmux-demo',
     adminKey: env.LLMUX_ADMIN_KEY || undefined,
+    usageLogPath: env.LLMUX_USAGE_LOG ?? 'llmux-usage.jsonl',
   };
 }
 
@@ -80,21 +94,55 @@ export async function buildGateway(config: GatewayConfig): Promise<Gateway> {
     prefix: config.demoKey.slice(0, 13),
   });
 
+  const sink = config.usageLogPath ? new JsonlFileSink({ path: config.usageLogPath }) : undefined;
+  const tracker = new RequestTracker({ capacity: 1000, sink });
+  const metrics = createMetrics();
   const gateway = llmux({
     upstream,
     auth: { store },
     gate: { max: 256, maxQueue: 1024, queueTimeoutMs: 30_000 },
     relay: { retry: retry({ attempts: 3 }) },
+    metrics,
+    tracker,
   });
+  const dashboard = trackerRouter(tracker);
+
   const app = express();
   app.disable('x-powered-by');
-  if (config.adminKey) app.use('/admin', managementRouter({ store, adminKey: config.adminKey }));
+  app.get('/metrics', metricsHandler(metrics.registry));
+  app.use(
+    healthRouter({
+      pool: upstream,
+      stores: [{ name: 'keys', ping: async () => void (await store.listTeams()) }],
+    }),
+  );
+  if (config.adminKey) {
+    app.use('/admin', managementRouter({ store, adminKey: config.adminKey }));
+    app.use('/llmux', adminOnly(config.adminKey), dashboard);
+  } else {
+    app.use('/llmux', dashboard);
+  }
   app.use(gateway);
-  closables.unshift(gateway, store);
+  // Shutdown order: (the live feed first, see `beforeDrain`) the gateway, then the usage log.
+  closables.unshift(gateway, store, metrics);
+  if (sink) closables.push(sink);
   return {
     server: createServer(app),
     store,
+    beforeDrain: [dashboard],
     closables,
     upstreamLabel: config.upstreamUrl ?? 'the built-in mock upstream',
+  };
+}
+
+/** Guards the dashboard with the admin key (constant-time compare of SHA-256 digests). */
+function adminOnly(adminKey: string): express.RequestHandler {
+  const expected = createHash('sha256').update(adminKey).digest();
+  return (req, res, next) => {
+    const header = req.headers.authorization ?? '';
+    const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
+    const digest = createHash('sha256').update(presented).digest();
+    if (timingSafeEqual(digest, expected)) next();
+    else sendError(res, errors.invalidApiKey());
   };
 }

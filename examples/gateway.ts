@@ -6,7 +6,7 @@ import { buildGateway, configFromEnv } from './gateway-app.js';
 async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 8080);
   const config = { ...configFromEnv(process.env), mockChunkDelayMs: 80 };
-  const { server, closables, upstreamLabel } = await buildGateway(config);
+  const { server, closables, beforeDrain, upstreamLabel } = await buildGateway(config);
 
   server.listen(port, () => {
     const base = `http://localhost:${port}`;
@@ -17,6 +17,8 @@ async function main(): Promise<void> {
       'stream a completion:',
       `  curl -N ${base}/v1/chat/completions -H 'Authorization: Bearer ${config.demoKey}' -H 'Content-Type: application/json' \\`,
       `    -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'`,
+      '',
+      `metrics: ${base}/metrics   health: ${base}/health/ready   stats: ${base}/llmux/stats   live: ${base}/llmux/live`,
       '',
     ];
     if (config.adminKey) {
@@ -33,10 +35,12 @@ async function main(): Promise<void> {
 
   const stop = (signal: string) => {
     process.stdout.write(`\n${signal}: draining…\n`);
-    shutdown(server, closables, { timeoutMs: 10_000 }).then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    Promise.all(beforeDrain.map((piece) => piece.close()))
+      .then(() => shutdown(server, closables, { timeoutMs: 10_000 }))
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -253,7 +253,9 @@ function resolveOptions(options: HealthRouterOptions): {
       throw new TypeError(`healthRouter: stores[${i}] must have a ping() method, got ${describe(store)}`);
     }
     if (typeof store.name !== 'string' || store.name.length === 0) {
-      throw new TypeError(`healthRouter: stores[${i}].name must be a non-empty string, got ${describe(store.name)}`);
+      throw new TypeError(
+        `healthRouter: stores[${i}].name must be a non-empty string, got ${describe(store.name)}`,
+      );
     }
   });
   const names = new Set<string>();
@@ -284,7 +286,9 @@ function checkPool(at: string, pool: HealthPool): void {
 function positiveInteger(name: string, value: number | undefined, fallback: number, max: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0 || value > max) {
-    throw new TypeError(`healthRouter: ${name} must be a positive integer up to ${max}, got ${describe(value)}`);
+    throw new TypeError(
+      `healthRouter: ${name} must be a positive integer up to ${max}, got ${describe(value)}`,
+    );
   }
   return value;
 }

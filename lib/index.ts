@@ -97,5 +97,36 @@ export type {
   WatchableGate,
   WatchablePool,
 } from './metrics.js';
+export { recordOf } from './tracking/record.js';
+export type { RequestRecord } from './tracking/record.js';
+export { RequestTracker } from './tracking/tracker.js';
+export type {
+  RequestTrackerOptions,
+  RecordSink,
+  RecordListener,
+  StatsQuery,
+  TrackerStats,
+  TrackerSnapshot,
+} from './tracking/tracker.js';
+export { trackerRouter } from './tracking/tracker-router.js';
+export type { TrackerRouter, TrackerRouterOptions } from './tracking/tracker-router.js';
+export { STATS_WINDOWS, isStatsWindow } from './tracking/windows.js';
+export type { StatsWindow } from './tracking/windows.js';
+export { LATENCY_BUCKET_BOUNDS_MS } from './tracking/histogram.js';
+export { UsageSink } from './tracking/sink.js';
+export type { UsageSinkOptions, UsageSinkStats } from './tracking/sink.js';
+export { CallbackSink } from './tracking/callback-sink.js';
+export type { UsageBatchWriter } from './tracking/callback-sink.js';
+export { JsonlFileSink } from './tracking/jsonl-file-sink.js';
+export type { JsonlFileSinkOptions } from './tracking/jsonl-file-sink.js';
+export { healthRouter } from './health.js';
+export type {
+  HealthPool,
+  HealthStore,
+  HealthRouterOptions,
+  HealthComponent,
+  HealthReport,
+  HealthUpstream,
+} from './health.js';
 export { llmux, RELAYED_ROUTES } from './preset.js';
 export type { LlmuxOptions, LlmuxRouter } from './preset.js';

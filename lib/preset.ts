@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext } from './context.js';
 import { errors, sendError } from './errors.js';
 import type { LlmuxMetrics, WatchablePool } from './metrics.js';
+import type { RequestTracker } from './tracking/tracker.js';
 import { bodyLimit, type BodyLimitOptions } from './middleware/body-limit.js';
 import {
   concurrencyGate,
@@ -43,6 +44,11 @@ export interface LlmuxOptions {
    * watches its gate and (when `upstream` is a pool) the pool. Default: none.
    */
   metrics?: LlmuxMetrics;
+  /**
+   * A {@link RequestTracker}: the preset mounts its middleware, so every request on the OpenAI
+   * routes is recorded once (and handed to the tracker's sink). Default: none.
+   */
+  tracker?: RequestTracker;
 }
 
 /** The Router returned by {@link llmux}; `close()` releases its upstream connections. */
@@ -95,6 +101,7 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
       unwatch.push(metrics.watchPool(source as unknown as WatchablePool));
     }
   }
+  if (options.tracker !== undefined) router.use(options.tracker.middleware());
   router.use(requestContext());
   const guarded = [limit, auth, gate].filter((mw) => mw !== undefined);
   for (const path of RELAYED_ROUTES) router.post(path, ...guarded, relay);

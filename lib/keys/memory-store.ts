@@ -25,16 +25,29 @@ import type {
   UserPatch,
 } from './types.js';
 import { msUntilNextUtcMidnight, utcDayNumber } from './utc.js';
+import {
+  BUDGET_EPSILON_USD,
+  KEY_CREATE_FIELDS,
+  KEY_PATCH_FIELDS,
+  MAX_MODELS_PER_RECORD,
+  OTHER_MODELS,
+  PARALLEL_RETRY_AFTER_MS,
+  TEAM_CREATE_FIELDS,
+  TEAM_PATCH_FIELDS,
+  USER_CREATE_FIELDS,
+  USER_PATCH_FIELDS,
+  checkAddress,
+  checkAmount,
+  checkInstant,
+  inUse,
+  patched,
+  readFields,
+  required,
+  resolveAccountingOptions,
+  type AuthFailureOptions,
+} from './validate.js';
 
-/** Options of the failed-auth limiter. */
-export interface AuthFailureOptions {
-  /** Failures per window after which an address is blocked until the window ends. Default 5. */
-  max?: number;
-  /** Window length in ms; it starts at an address's first failure. Default 900 000 (15 minutes). */
-  windowMs?: number;
-  /** Most addresses tracked at once; past it the least recently touched is forgotten. Default 10 000. */
-  maxTrackedAddresses?: number;
-}
+export type { AuthFailureOptions } from './validate.js';
 
 /** Options of {@link MemoryKeyStore}. */
 export interface MemoryKeyStoreOptions {
@@ -54,27 +67,6 @@ export interface MemoryKeyStoreOptions {
   /** Pepper for hashing the seed's plaintext keys (HMAC-SHA-256); must match `keyAuth`'s. Default: none (SHA-256). */
   pepper?: string;
 }
-
-/** Most patterns in a `models` allow-list, and the longest pattern. */
-const MAX_MODEL_PATTERNS = 256;
-const MAX_MODEL_PATTERN_LENGTH = 256;
-/** Longest `name`. */
-const MAX_NAME_LENGTH = 200;
-/** Longest `prefix`. */
-const MAX_PREFIX_LENGTH = 64;
-/** Largest `metadata`, as JSON characters. */
-const MAX_METADATA_JSON_LENGTH = 16_384;
-/** Longest client address the failed-auth limiter accepts. */
-const MAX_ADDRESS_LENGTH = 1024;
-/** Distinct models in one record's `spendByModel`; spend on further models is kept under `(other)`. */
-const MAX_MODELS_PER_RECORD = 256;
-const OTHER_MODELS = '(other)';
-/** A parallel-slot refusal clears when a request ends; this is only a hint. */
-const PARALLEL_RETRY_AFTER_MS = 1000;
-/** Float slack for budget sums (one nano-dollar). */
-const BUDGET_EPSILON_USD = 1e-9;
-const ID_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
-const HASH_PATTERN = /^[0-9a-fA-F]{64}$/;
 
 /** Accounting shared by keys, teams and users. */
 interface Account {
@@ -202,28 +194,13 @@ export class MemoryKeyStore implements KeyStore {
       throw new TypeError(`MemoryKeyStore: clock must be a function, got ${String(clock)}`);
     }
     this.clock = clock;
-    const amount = 'a finite number >= 0';
-    this.toleranceUsd = option('budgetToleranceUsd', options.budgetToleranceUsd, 0, amount, isAmount);
-    const auth = options.authFailures ?? {};
-    if (typeof auth !== 'object' || auth === null) {
-      throw new TypeError(`MemoryKeyStore: authFailures must be an object, got ${String(auth)}`);
-    }
-    const count = 'a positive integer';
-    this.authMax = option('authFailures.max', auth.max, 5, count, isCount);
-    this.authWindowMs = option('authFailures.windowMs', auth.windowMs, 900_000, count, isCount);
-    this.authMaxTracked = option(
-      'authFailures.maxTrackedAddresses',
-      auth.maxTrackedAddresses,
-      10_000,
-      count,
-      isCount,
-    );
-    this.retentionDays = option('spendRetentionDays', options.spendRetentionDays, 400, count, isCount);
-    const pepper = options.pepper;
-    if (pepper !== undefined && (typeof pepper !== 'string' || pepper.length === 0)) {
-      throw new TypeError('MemoryKeyStore: pepper must be a non-empty string');
-    }
-    if (options.seed !== undefined) this.applySeed(options.seed, pepper);
+    const resolved = resolveAccountingOptions('MemoryKeyStore', options);
+    this.toleranceUsd = resolved.toleranceUsd;
+    this.authMax = resolved.authMax;
+    this.authWindowMs = resolved.authWindowMs;
+    this.authMaxTracked = resolved.authMaxTracked;
+    this.retentionDays = resolved.retentionDays;
+    if (options.seed !== undefined) this.applySeed(options.seed, resolved.pepper);
   }
 
   async createKey(input: NewApiKey): Promise<ApiKey> {
@@ -779,179 +756,4 @@ function tightest(subjects: readonly (Entry | undefined)[], now: number): RateLi
     }
   }
   return best;
-}
-
-function inUse(kind: string, by: string): KeyStoreError {
-  return new KeyStoreError('in_use', 'id', `the ${kind} is still referenced by ${by}`);
-}
-
-function option(
-  name: string,
-  value: number | undefined,
-  fallback: number,
-  rule: string,
-  valid: (value: unknown) => boolean,
-): number {
-  if (value === undefined) return fallback;
-  if (!valid(value)) throw new TypeError(`MemoryKeyStore: ${name} must be ${rule}, got ${String(value)}`);
-  return value;
-}
-
-// Input validation: each check returns the value to store (a copy where it is an object).
-
-type Check = (value: unknown, field: string) => unknown;
-type Fields = Readonly<Record<string, Check>>;
-
-function isAmount(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
-}
-
-function isCount(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 1;
-}
-
-function invalid(field: string, rule: string): KeyStoreError {
-  return new KeyStoreError('invalid_field', field, `${field} ${rule}`);
-}
-
-function checkAmount(value: unknown, field: string): number {
-  if (!isAmount(value)) throw invalid(field, 'must be a finite number >= 0');
-  return value;
-}
-
-function checkInstant(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value))
-    throw invalid(field, 'must be a finite number (ms since the epoch)');
-  return value;
-}
-
-function checkCount(value: unknown, field: string): number {
-  if (!isCount(value)) throw invalid(field, 'must be a positive integer');
-  return value;
-}
-
-function checkName(value: unknown, field: string): string {
-  if (typeof value !== 'string' || value.trim().length === 0 || value.length > MAX_NAME_LENGTH) {
-    throw invalid(field, `must be a non-empty string of at most ${MAX_NAME_LENGTH} characters`);
-  }
-  return value;
-}
-
-function checkId(value: unknown, field: string): string {
-  if (typeof value !== 'string' || !ID_PATTERN.test(value)) {
-    throw invalid(field, 'must be 1-128 characters of A-Z, a-z, 0-9 and . _ : @ -');
-  }
-  return value;
-}
-
-function checkHash(value: unknown, field: string): string {
-  if (typeof value !== 'string' || !HASH_PATTERN.test(value)) throw invalid(field, 'must be 64 hex digits');
-  return value.toLowerCase();
-}
-
-function checkPrefix(value: unknown, field: string): string {
-  if (typeof value !== 'string' || value.length > MAX_PREFIX_LENGTH) {
-    throw invalid(field, `must be a string of at most ${MAX_PREFIX_LENGTH} characters`);
-  }
-  return value;
-}
-
-function checkModels(value: unknown, field: string): string[] {
-  if (!Array.isArray(value) || value.length > MAX_MODEL_PATTERNS) {
-    throw invalid(field, `must be an array of at most ${MAX_MODEL_PATTERNS} model names or patterns`);
-  }
-  const models: string[] = [];
-  for (const model of value) {
-    if (typeof model !== 'string' || model.length === 0 || model.length > MAX_MODEL_PATTERN_LENGTH) {
-      throw invalid(field, `must hold non-empty strings of at most ${MAX_MODEL_PATTERN_LENGTH} characters`);
-    }
-    models.push(model);
-  }
-  return models;
-}
-
-/** Metadata is kept as JSON would keep it, so every store (Redis too) gives back the same thing. */
-function checkMetadata(value: unknown, field: string): Record<string, unknown> {
-  let json: string | undefined;
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
-    try {
-      json = JSON.stringify(value);
-    } catch {
-      json = undefined;
-    }
-  }
-  if (json === undefined || json.length > MAX_METADATA_JSON_LENGTH) {
-    throw invalid(field, `must be a JSON object of at most ${MAX_METADATA_JSON_LENGTH} characters`);
-  }
-  return JSON.parse(json) as Record<string, unknown>;
-}
-
-function checkAddress(address: unknown): void {
-  if (typeof address !== 'string' || address.length > MAX_ADDRESS_LENGTH) {
-    throw invalid('address', `must be a string of at most ${MAX_ADDRESS_LENGTH} characters`);
-  }
-}
-
-const LIMIT_FIELDS: Fields = {
-  name: checkName,
-  budgetUsd: checkAmount,
-  rpm: checkCount,
-  tpm: checkCount,
-  models: checkModels,
-  metadata: checkMetadata,
-};
-const KEY_PATCH_FIELDS: Fields = {
-  ...LIMIT_FIELDS,
-  maxParallel: checkCount,
-  dailyRequests: checkCount,
-  dailyTokens: checkCount,
-  expiresAt: checkAmount,
-};
-const KEY_CREATE_FIELDS: Fields = {
-  ...KEY_PATCH_FIELDS,
-  id: checkId,
-  hash: checkHash,
-  prefix: checkPrefix,
-  teamId: checkId,
-  userId: checkId,
-};
-const TEAM_PATCH_FIELDS: Fields = LIMIT_FIELDS;
-const TEAM_CREATE_FIELDS: Fields = { ...LIMIT_FIELDS, id: checkId };
-const USER_PATCH_FIELDS: Fields = { ...LIMIT_FIELDS, teamId: checkId };
-const USER_CREATE_FIELDS: Fields = { ...USER_PATCH_FIELDS, id: checkId };
-
-/**
- * The checked values of `input`'s known fields (`undefined` ones left out). An unknown field is
- * refused; in a patch `null` clears a field (all but `name`).
- */
-function readFields(input: unknown, fields: Fields, mode: 'create' | 'patch'): Record<string, unknown> {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw new KeyStoreError('invalid_field', undefined, `the ${mode} must be an object`);
-  }
-  const values: Record<string, unknown> = {};
-  for (const field of Object.keys(input)) {
-    if (!Object.hasOwn(fields, field)) throw invalid(field, 'is not a field that can be set');
-    const value = (input as Record<string, unknown>)[field];
-    if (value === undefined) continue;
-    if (value === null && mode === 'patch' && field !== 'name') {
-      values[field] = null;
-      continue;
-    }
-    values[field] = fields[field]!(value, field);
-  }
-  return values;
-}
-
-function required(values: Record<string, unknown>, field: string): void {
-  if (values[field] === undefined) throw invalid(field, 'is required');
-}
-
-/** `fields` with `values` applied: a fresh object, so a failed update changes nothing. */
-function patched<T extends object>(fields: T, values: Record<string, unknown>): T {
-  const next = { ...fields } as Record<string, unknown>;
-  for (const field of Object.keys(values)) {
-    if (values[field] === null) delete next[field];
-    else next[field] = values[field];
-  }
-  return next as T;
 }

@@ -76,7 +76,11 @@ export function latencyBucketRange(index: number): [lowMs: number, highMs: numbe
  * @example
  * latencyPercentile(totals, HISTOGRAM_OFFSET, 0.95); // e.g. 412.7
  */
-export function latencyPercentile(counts: ArrayLike<number>, offset: number, quantile: number): number | null {
+export function latencyPercentile(
+  counts: ArrayLike<number>,
+  offset: number,
+  quantile: number,
+): number | null {
   let total = 0;
   for (let i = 0; i < LATENCY_BUCKET_COUNT; i++) total += counts[offset + i]!;
   if (total === 0) return null;

@@ -34,7 +34,12 @@ export interface RequestRecord {
 }
 
 /** Builds the record of a finished request from its context and response. */
-export function recordOf(ctx: RequestContext, res: ServerResponse, route: string, nowMs: number): RequestRecord {
+export function recordOf(
+  ctx: RequestContext,
+  res: ServerResponse,
+  route: string,
+  nowMs: number,
+): RequestRecord {
   const usage = ctx.usage;
   return {
     id: ctx.id,

@@ -16,6 +16,19 @@ export const ROLLUP_FIELD = Object.freeze({
   ttfbCount: 8,
 });
 
+const COUNT = ROLLUP_FIELD.count;
+const ERRORS = ROLLUP_FIELD.errors;
+const PROMPT_TOKENS = ROLLUP_FIELD.promptTokens;
+const COMPLETION_TOKENS = ROLLUP_FIELD.completionTokens;
+const SPEND_USD = ROLLUP_FIELD.spendUsd;
+const LATENCY_SUM_MS = ROLLUP_FIELD.latencySumMs;
+const LATENCY_COUNT = ROLLUP_FIELD.latencyCount;
+const TTFB_SUM_MS = ROLLUP_FIELD.ttfbSumMs;
+const TTFB_COUNT = ROLLUP_FIELD.ttfbCount;
+
+// Bound once: a bare `Infinity` is a global lookup on every use in some hosts (vm contexts).
+const MAX_FINITE = Number.MAX_VALUE;
+
 /** Where the latency histogram starts in a bucket (and in a totals array). */
 export const HISTOGRAM_OFFSET = 9;
 
@@ -75,21 +88,21 @@ export class RollupSeries {
       data.fill(0, base, base + ROLLUP_STRIDE);
       this.periods[slot] = period;
     }
-    data[base + ROLLUP_FIELD.count]! += 1;
-    if (isError) data[base + ROLLUP_FIELD.errors]! += 1;
-    data[base + ROLLUP_FIELD.promptTokens]! += finiteOrZero(record.promptTokens);
-    data[base + ROLLUP_FIELD.completionTokens]! += finiteOrZero(record.completionTokens);
-    data[base + ROLLUP_FIELD.spendUsd]! += finiteOrZero(record.costUsd);
+    data[base + COUNT]! += 1;
+    if (isError) data[base + ERRORS]! += 1;
+    data[base + PROMPT_TOKENS]! += finiteOrZero(record.promptTokens);
+    data[base + COMPLETION_TOKENS]! += finiteOrZero(record.completionTokens);
+    data[base + SPEND_USD]! += finiteOrZero(record.costUsd);
     const latency = record.latencyMs;
-    if (latency >= 0 && latency < Infinity) {
-      data[base + ROLLUP_FIELD.latencySumMs]! += latency;
-      data[base + ROLLUP_FIELD.latencyCount]! += 1;
+    if (latency >= 0 && latency <= MAX_FINITE) {
+      data[base + LATENCY_SUM_MS]! += latency;
+      data[base + LATENCY_COUNT]! += 1;
       data[base + HISTOGRAM_OFFSET + latencyBucket]! += 1;
     }
     const ttfb = record.ttfbMs;
-    if (ttfb !== undefined && ttfb >= 0 && ttfb < Infinity) {
-      data[base + ROLLUP_FIELD.ttfbSumMs]! += ttfb;
-      data[base + ROLLUP_FIELD.ttfbCount]! += 1;
+    if (ttfb !== undefined && ttfb >= 0 && ttfb <= MAX_FINITE) {
+      data[base + TTFB_SUM_MS]! += ttfb;
+      data[base + TTFB_COUNT]! += 1;
     }
   }
 
@@ -120,5 +133,5 @@ export class RollupSeries {
 }
 
 function finiteOrZero(value: number): number {
-  return value > -Infinity && value < Infinity ? value : 0;
+  return value >= -MAX_FINITE && value <= MAX_FINITE ? value : 0;
 }

@@ -39,11 +39,12 @@ export interface TrackerRouter extends express.Router {
 
 const DEFAULT_RECENT = 50;
 const MAX_MODEL_QUERY_LENGTH = 256;
+const POSITIVE_DECIMAL = /^[0-9]{1,9}$/;
 
 /**
  * An Express Router over a {@link RequestTracker}:
  *
- * - `GET /stats?model=&window=` → {@link TrackerStats} (`model` defaults to `'*'`, every model;
+ * - `GET /stats?model=&window=` → the tracker's `TrackerStats` (`model` defaults to `'*'`, every model;
  *   `window` to `'1h'`, one of {@link STATS_WINDOWS}); anything else is a 400 `invalid_request`
  *   naming the `param`.
  * - `GET /recent?n=` → `{"object":"list","data":[…]}`, the `n` (default 50, at most `maxRecent`)
@@ -82,7 +83,10 @@ export function trackerRouter(tracker: RequestTracker, options: TrackerRouterOpt
     if (typeof model !== 'string' || model.length === 0 || model.length > MAX_MODEL_QUERY_LENGTH) {
       sendError(
         res,
-        errors.invalidRequest(`model must be a model name of 1 to ${MAX_MODEL_QUERY_LENGTH} characters`, 'model'),
+        errors.invalidRequest(
+          `model must be a model name of 1 to ${MAX_MODEL_QUERY_LENGTH} characters`,
+          'model',
+        ),
       );
       return;
     }
@@ -96,7 +100,7 @@ export function trackerRouter(tracker: RequestTracker, options: TrackerRouterOpt
     const raw = req.query.n;
     let n = DEFAULT_RECENT;
     if (raw !== undefined) {
-      n = typeof raw === 'string' && /^[0-9]{1,9}$/.test(raw) ? Number(raw) : 0;
+      n = typeof raw === 'string' && POSITIVE_DECIMAL.test(raw) ? Number(raw) : 0;
       if (n < 1) {
         sendError(res, errors.invalidRequest('n must be a positive integer', 'n'));
         return;

@@ -198,7 +198,7 @@ export class RequestTracker {
    * tracker.record(recordOf(ctx, res, '/v1/chat/completions', performance.now()));
    */
   record(record: RequestRecord): void {
-    const stored = Object.freeze({ ...record });
+    const stored = Object.freeze(copyRecord(record));
     this.ring.push(stored);
     const nowMs = this.clock();
     const isError = stored.status === 0 || stored.status >= 400 || stored.errorCode !== undefined;
@@ -355,7 +355,12 @@ export class RequestTracker {
   }
 }
 
-function recordClosed(tracker: RequestTracker, ctx: RequestContext, res: ServerResponse, route: string): void {
+function recordClosed(
+  tracker: RequestTracker,
+  ctx: RequestContext,
+  res: ServerResponse,
+  route: string,
+): void {
   tracker.record(recordOf(ctx, res, route, performance.now()));
 }
 
@@ -366,8 +371,27 @@ function routeOf(req: IncomingMessage): string {
   return path.length > MAX_ROUTE_LENGTH ? path.slice(0, MAX_ROUTE_LENGTH) : path;
 }
 
+/** A field-by-field copy: several times faster than a spread, and it keeps one object shape. */
 function copyRecord(record: Readonly<RequestRecord>): RequestRecord {
-  return { ...record };
+  return {
+    id: record.id,
+    timeMs: record.timeMs,
+    route: record.route,
+    model: record.model,
+    keyId: record.keyId,
+    teamId: record.teamId,
+    userId: record.userId,
+    status: record.status,
+    errorCode: record.errorCode,
+    stream: record.stream,
+    latencyMs: record.latencyMs,
+    ttfbMs: record.ttfbMs,
+    promptTokens: record.promptTokens,
+    completionTokens: record.completionTokens,
+    costUsd: record.costUsd,
+    upstream: record.upstream,
+    attempts: record.attempts,
+  };
 }
 
 function newModelRollups(): ModelRollups {

@@ -12,17 +12,7 @@ export type RollupGranularity = 'minute' | 'hour' | 'day';
  * (hour buckets), `7d`, `30d` (UTC-day buckets).
  */
 export type StatsWindow =
-  | 'minute'
-  | 'hour'
-  | 'day'
-  | '5m'
-  | '15m'
-  | '1h'
-  | '6h'
-  | '24h'
-  | '48h'
-  | '7d'
-  | '30d';
+  'minute' | 'hour' | 'day' | '5m' | '15m' | '1h' | '6h' | '24h' | '48h' | '7d' | '30d';
 
 /** Which series a window reads and how many buckets of it, ending with the current one. */
 export interface WindowSpec {

@@ -200,7 +200,11 @@ async function singleAttempt(
 }
 
 /** The relay was closed while this request was on its way: release the endpoint and say so. */
-function shuttingDown(settings: ExchangeSettings, input: ExchangeInput, endpoint: UpstreamEndpoint): undefined {
+function shuttingDown(
+  settings: ExchangeSettings,
+  input: ExchangeInput,
+  endpoint: UpstreamEndpoint,
+): undefined {
   settings.source.release(endpoint, CANCELLED);
   input.ctx.attempts--;
   endWithError(input.res, input.ctx, errors.overloaded('the relay is shutting down; retry later'));
@@ -302,7 +306,12 @@ async function hedgedAttempt(
     // A contender the relay stopped is `cancelled`; one that failed on its own keeps its outcome,
     // so a broken upstream that hedges keep rescuing still cools down.
     const stopped = response === undefined || isResponse(response);
-    settleAttempt(settings, ctx, contender.endpoint, stopped ? CANCELLED : (response as AttemptResult).outcome);
+    settleAttempt(
+      settings,
+      ctx,
+      contender.endpoint,
+      stopped ? CANCELLED : (response as AttemptResult).outcome,
+    );
     if (!stopped) failed = contender;
   }
   if (winner === undefined) {
