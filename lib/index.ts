@@ -31,7 +31,7 @@ export { Pricing, DEFAULT_PRICING } from './keys/pricing.js';
 export type { ModelPrice, PricingTable } from './keys/pricing.js';
 export { MemoryKeyStore } from './keys/memory-store.js';
 export type { MemoryKeyStoreOptions } from './keys/memory-store.js';
-export { KeyStoreError } from './keys/errors.js';
+export { KeyStoreError, StoreUnavailableError, isStoreUnavailableError } from './keys/errors.js';
 export { seedKeyStore } from './keys/seed.js';
 export type { KeyStoreSeed } from './keys/seed.js';
 export { managementRouter } from './keys/management-router.js';

@@ -9,7 +9,7 @@ import { errors, LlmuxError, sendError } from '../errors.js';
 import { bodyLimit } from '../middleware/body-limit.js';
 import { asyncHandler, recovery, stderrLogger, type Logger } from '../middleware/recovery.js';
 import { redactSecrets } from '../redact.js';
-import { isKeyStoreError } from './errors.js';
+import { isKeyStoreError, isStoreUnavailableError } from './errors.js';
 import { generateApiKey } from './generate.js';
 import { hashApiKey } from './hash.js';
 import type {
@@ -651,6 +651,14 @@ function readQueryInstant(name: string, text: string): number {
  * (`invalid_field` 400, `duplicate_id` / `duplicate_hash` / `in_use` 409, `not_found` 404).
  */
 function fromStoreError(err: unknown): unknown {
+  if (isStoreUnavailableError(err)) {
+    return new LlmuxError('the key store is unavailable; retry later', {
+      status: 503,
+      type: 'server_error',
+      code: 'store_unavailable',
+      retryAfterSeconds: 1,
+    });
+  }
   if (!isKeyStoreError(err)) return err;
   const param = err.field === undefined ? null : (API_FIELD_NAMES[err.field] ?? err.field);
   const message = redactSecrets(err.message);

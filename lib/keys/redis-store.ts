@@ -1,6 +1,7 @@
 // The shared KeyStore: keys, teams, users and their accounting in Redis (ioredis), so several
 // instances enforce one set of budgets and limits. Each decision is one Lua script; every round
 // trip is bounded by a timeout, and an unreachable Redis is a clear `store_unavailable` error.
+import { StoreUnavailableError, isStoreUnavailableError } from './errors.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { KeyStoreError, isKeyStoreError } from './errors.js';
@@ -116,36 +117,6 @@ export interface RedisKeyStoreOptions extends AccountingOptions {
    * every call. Plaintext keys are hashed (with `pepper`) and never written.
    */
   seed?: KeyStoreSeed;
-}
-
-/**
- * Thrown (as a rejection) by {@link RedisKeyStore} when Redis cannot be reached in time:
- * connection refused or lost, `commandTimeoutMs` passed, Redis loading or busy. Transient:
- * the store reconnects by itself. `keyAuth` answers it with 503 `store_unavailable`.
- *
- * @example
- * try {
- *   await store.admit(request);
- * } catch (err) {
- *   if (isStoreUnavailableError(err)) res.setHeader('retry-after', '1');
- * }
- */
-export class StoreUnavailableError extends Error {
-  override readonly name = 'StoreUnavailableError';
-  /** Stable machine-readable code. */
-  readonly code = 'store_unavailable';
-
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-}
-
-/** True when `value` is a {@link StoreUnavailableError} (also across duplicated package copies). */
-export function isStoreUnavailableError(value: unknown): value is StoreUnavailableError {
-  return (
-    value instanceof StoreUnavailableError ||
-    (value instanceof Error && value.name === 'StoreUnavailableError')
-  );
 }
 
 /** A Lua script and its SHA-1, for EVALSHA. */
@@ -984,3 +955,5 @@ function rateLimitAt(reply: string[], at: number): RateLimitState | undefined {
   if (reply[at] === '' || reply[at] === undefined) return undefined;
   return { limit: Number(reply[at]), remaining: Number(reply[at + 1]), resetMs: Number(reply[at + 2]) };
 }
+
+export { StoreUnavailableError, isStoreUnavailableError };
