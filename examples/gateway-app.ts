@@ -38,6 +38,8 @@ export interface GatewayConfig {
   mockChunkDelayMs?: number;
   /** Where usage records are appended as JSON lines; none when absent. */
   usageLogPath?: string;
+  /** Keys, budgets and limits in this Redis (shared by every instance); in memory when absent. */
+  redisUrl?: string;
 }
 
 /** A built gateway: its server (not listening yet), its store, and what to close on shutdown. */
@@ -61,6 +63,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): GatewayConfig {
     demoKey: env.LLMUX_DEMO_KEY || 'sk-llmux-demo',
     adminKey: env.LLMUX_ADMIN_KEY || undefined,
     usageLogPath: env.LLMUX_USAGE_LOG ?? 'llmux-usage.jsonl',
+    redisUrl: env.REDIS_URL || undefined,
   };
 }
 
@@ -86,13 +89,15 @@ export async function buildGateway(config: GatewayConfig): Promise<Gateway> {
     strategy: 'least-connections',
   });
 
-  const store = new MemoryKeyStore();
-  await store.createKey({
-    id: 'demo',
-    name: 'demo',
-    hash: hashApiKey(config.demoKey),
-    prefix: config.demoKey.slice(0, 13),
-  });
+  const store = await keyStore(config);
+  if ((await store.getKey('demo')) === undefined) {
+    await store.createKey({
+      id: 'demo',
+      name: 'demo',
+      hash: hashApiKey(config.demoKey),
+      prefix: config.demoKey.slice(0, 13),
+    });
+  }
 
   const sink = config.usageLogPath ? new JsonlFileSink({ path: config.usageLogPath }) : undefined;
   const tracker = new RequestTracker({ capacity: 1000, sink });
@@ -113,7 +118,7 @@ export async function buildGateway(config: GatewayConfig): Promise<Gateway> {
   app.use(
     healthRouter({
       pool: upstream,
-      stores: [{ name: 'keys', ping: async () => void (await store.listTeams()) }],
+      stores: [{ name: 'keys', ping: async () => void (await store.getKey('demo')) }],
     }),
   );
   if (config.adminKey) {
@@ -133,6 +138,13 @@ export async function buildGateway(config: GatewayConfig): Promise<Gateway> {
     closables,
     upstreamLabel: config.upstreamUrl ?? 'the built-in mock upstream',
   };
+}
+
+/** Redis when `REDIS_URL` is set (loaded only then), the memory store otherwise. */
+async function keyStore(config: GatewayConfig): Promise<KeyStore> {
+  if (!config.redisUrl) return new MemoryKeyStore();
+  const { RedisKeyStore } = await import('../lib/redis.js');
+  return new RedisKeyStore({ url: config.redisUrl, prefix: 'llmux-example:' });
 }
 
 /** Guards the dashboard with the admin key (constant-time compare of SHA-256 digests). */
