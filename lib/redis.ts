@@ -3,3 +3,11 @@
 export { RedisKeyStore } from './keys/redis-store.js';
 export { StoreUnavailableError, isStoreUnavailableError } from './keys/errors.js';
 export type { RedisKeyStoreOptions } from './keys/redis-store.js';
+export { distributedGate } from './middleware/distributed-gate.js';
+export type {
+  DistributedGate,
+  DistributedGateOptions,
+  DistributedGateStats,
+} from './middleware/distributed-gate.js';
+export { RedisSemaphore, RedisPermit, DEFAULT_LEASE_MS, DEFAULT_POLL_MS } from './gate/redis-semaphore.js';
+export type { RedisSemaphoreOptions, RedisSemaphoreStats } from './gate/redis-semaphore.js';

@@ -1,0 +1,812 @@
+// A counting semaphore whose permits live in Redis, shared by every instance of the host app: held
+// permits are leases renewed while the work runs, so a crashed instance's permits come back alone.
+import { createHash, randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { isStoreUnavailableError, StoreUnavailableError } from '../keys/redis-store.js';
+import { ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT } from './redis-gate-scripts.js';
+import { GateRejection, resolveSemaphoreOptions, type GateRejectionCode } from './semaphore.js';
+import { WaiterList, type WaiterListNode } from './waiter-list.js';
+
+/** Options of {@link RedisSemaphore}. Give `redis` or `url`, not both. */
+export interface RedisSemaphoreOptions {
+  /**
+   * The host's ioredis client (standalone or Sentinel; not a `Cluster`). It is never closed by
+   * the gate. For fast failure while Redis is down, create it with `enableOfflineQueue: false`;
+   * every call is bounded by `commandTimeoutMs` either way. Its `keyPrefix` is honoured. The gate
+   * also opens one subscriber connection of its own (`duplicate()`), closed by `close()`.
+   */
+  redis?: Redis;
+  /**
+   * A `redis://` or `rediss://` URL; the gate then creates its own client (no offline queue,
+   * reconnecting with backoff up to 2 s) and quits it on `close()`.
+   */
+  url?: string;
+  /**
+   * The gate's name: instances that give the same `prefix` and `name` share one set of permits.
+   * @defaultValue `'default'`
+   */
+  name?: string;
+  /**
+   * Permits held at once across every instance. Positive integer; required, and the same on
+   * every instance (each admits while fewer than its own `max` are held).
+   */
+  max: number;
+  /**
+   * Requests that may wait on this instance once Redis said every permit is held; past it:
+   * `queue_full`. Non-negative integer. (Newcomers whose first try is still on its way to Redis
+   * are bounded apart, by `max`.)
+   * @defaultValue `2 * max`
+   */
+  maxQueue?: number;
+  /**
+   * Longest wait for a permit, in ms; past it: `queue_timeout`. Positive integer, or `Infinity`.
+   * @defaultValue 30_000
+   */
+  queueTimeoutMs?: number;
+  /**
+   * How long a permit stays held without renewal, in ms: the time a crashed instance's permits
+   * take to come back. Held permits are renewed every `leaseMs / 3` by one timer per gate, so a
+   * request may hold its permit for any length of time. Keep it several times
+   * `commandTimeoutMs`. Integer of at least 30.
+   * @defaultValue 30_000
+   */
+  leaseMs?: number;
+  /**
+   * The longest pause between two looks at Redis while requests wait and no release is
+   * announced (the subscriber connection is down, or a lease ran out), in ms. Polling starts at
+   * 16 ms and doubles up to it. Positive integer.
+   * @defaultValue 250
+   */
+  pollMs?: number;
+  /**
+   * Prefix of the gate's key and channel (after the client's own `keyPrefix`).
+   * @defaultValue `'llmux:'`
+   */
+  prefix?: string;
+  /**
+   * Longest wait for one Redis round trip (connecting included), in ms; past it the call fails
+   * as `store_unavailable`. Positive integer.
+   * @defaultValue 500
+   */
+  commandTimeoutMs?: number;
+  /**
+   * What a request gets while Redis cannot be reached: `'fail-closed'` rejects it with a
+   * {@link StoreUnavailableError} (503 `store_unavailable`); `'fail-open'` grants it a bypass
+   * permit (no limit holds for it; counted in `bypassed`). Waiters queued when a call fails get
+   * the same answer at once.
+   * @defaultValue `'fail-closed'`
+   */
+  onStoreError?: 'fail-closed' | 'fail-open';
+}
+
+/** Counters of a {@link RedisSemaphore}. */
+export interface RedisSemaphoreStats {
+  /** Permits this instance holds. */
+  inFlight: number;
+  /** Requests waiting on this instance. */
+  queued: number;
+  /** Permits held across all instances, as of this instance's last call to Redis. */
+  held: number;
+  /** Requests let through without a permit (`fail-open` while Redis was unreachable), in total. */
+  bypassed: number;
+  /** Held permits whose lease ran out and could not be taken back (renewals failed), in total. */
+  lapsed: number;
+}
+
+/** The default lease of a permit: 30 s. */
+export const DEFAULT_LEASE_MS = 30_000;
+/** The default longest pause between polls: 250 ms. */
+export const DEFAULT_POLL_MS = 250;
+
+const FIRST_POLL_MS = 16;
+const MIN_LEASE_MS = 30;
+/** Most waiters tried in one round trip. */
+const MAX_BATCH = 128;
+const MIN_RETRY_AFTER_MS = 1_000;
+const MAX_RETRY_AFTER_MS = 60_000;
+const HOLD_AVERAGE_WEIGHT = 0.2;
+/** Redis errors that mean "not now" rather than "wrong". */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOREPLICAS)\b/;
+const URL_PATTERN = /^rediss?:\/\//i;
+
+interface Script {
+  readonly lua: string;
+  readonly sha: string;
+}
+const script = (lua: string): Script =>
+  Object.freeze({ lua, sha: createHash('sha1').update(lua).digest('hex') });
+const SCRIPTS = Object.freeze({
+  acquire: script(ACQUIRE_SCRIPT),
+  release: script(RELEASE_SCRIPT),
+  renew: script(RENEW_SCRIPT),
+});
+
+// Friend access between the semaphore, its permits and its waiters, kept off the public API.
+const RETURN_PERMIT = Symbol('returnPermit');
+const DROP_WAITER = Symbol('dropWaiter');
+const POLL = Symbol('poll');
+const RENEW = Symbol('renew');
+
+/**
+ * The right to one permit of a {@link RedisSemaphore}. Release it exactly when the work ends;
+ * releasing again is a no-op. A bypass permit (granted while failing open) holds nothing.
+ */
+export class RedisPermit {
+  #owner: RedisSemaphore | undefined;
+  /** The permit's member in Redis; `undefined` for a bypass permit. */
+  readonly holderId: string | undefined;
+  /** ms spent waiting before the permit was granted. */
+  readonly waitedMs: number;
+  /** `performance.now()` when the permit was granted. */
+  readonly grantedAtMs: number;
+
+  /** @internal Permits are made by {@link RedisSemaphore}; do not construct them. */
+  constructor(
+    owner: RedisSemaphore | undefined,
+    holderId: string | undefined,
+    waitedMs: number,
+    grantedAtMs: number,
+  ) {
+    this.#owner = owner;
+    this.holderId = holderId;
+    this.waitedMs = waitedMs;
+    this.grantedAtMs = grantedAtMs;
+  }
+
+  /** True for a permit granted without Redis (`onStoreError: 'fail-open'`). */
+  get bypassed(): boolean {
+    return this.holderId === undefined;
+  }
+
+  /** Gives the permit back (in Redis, announced to every instance). Idempotent. */
+  release(): void {
+    const owner = this.#owner;
+    if (owner === undefined) return;
+    this.#owner = undefined;
+    owner[RETURN_PERMIT](this);
+  }
+}
+
+/** One queued `acquire`: a list node, and the abort listener itself (no closure per waiter). */
+class Waiter implements WaiterListNode<Waiter> {
+  prev: Waiter | undefined = undefined;
+  next: Waiter | undefined = undefined;
+  linked = false;
+  /** The list the waiter is in: arriving (not yet refused once) or queued. */
+  list: WaiterList<Waiter> | undefined = undefined;
+  timer: NodeJS.Timeout | undefined = undefined;
+
+  constructor(
+    readonly owner: RedisSemaphore,
+    readonly resolve: (permit: RedisPermit) => void,
+    readonly reject: (reason: Error) => void,
+    readonly signal: AbortSignal | undefined,
+    readonly enqueuedAtMs: number,
+  ) {}
+
+  /** The signal's 'abort' event. */
+  handleEvent(): void {
+    this.owner[DROP_WAITER](this, 'aborted');
+  }
+
+  /** Stops the timer and the abort listener; called on every way out of the queue. */
+  detach(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.signal?.removeEventListener('abort', this);
+  }
+}
+
+function expireWaiter(waiter: Waiter): void {
+  waiter.timer = undefined;
+  waiter.owner[DROP_WAITER](waiter, 'queue_timeout');
+}
+
+function pollTick(semaphore: RedisSemaphore): void {
+  semaphore[POLL]();
+}
+
+function renewTick(semaphore: RedisSemaphore): void {
+  semaphore[RENEW]();
+}
+
+/**
+ * A counting semaphore shared by every instance through Redis.
+ *
+ * - **Permits are leases.** Holders are a sorted set scored by lease expiry; taking one is one
+ *   Lua script (drop expired holders, admit while fewer than `max` are held), giving one back
+ *   another (which also publishes on the gate's channel). Expiries come from Redis's `TIME`
+ *   inside the scripts, so the instances' clocks need not agree. One unref'd timer per gate
+ *   renews all of this instance's holders every `leaseMs / 3` in one call, so a long stream keeps
+ *   its permit while a crashed instance's permits come back after `leaseMs`.
+ * - **Waiters queue locally**, and only the head of the queue is served: within an instance the
+ *   order is FIFO. A release anywhere wakes every instance (pub/sub on a subscriber connection),
+ *   with polling backing off up to `pollMs` as a fallback. **Across instances the order is
+ *   best effort:** instances race for a freed permit, so a request on one may be served before an
+ *   older one on another; nothing starves for long, since every instance tries on every release.
+ * - A waiter that aborts or times out leaves at once (O(1)); each has one unref'd timer.
+ * - Redis unreachable or slower than `commandTimeoutMs`: see `onStoreError`. Nothing throws from
+ *   an event; ioredis reconnects by itself. A release that fails is not retried: the lease runs
+ *   out instead. If renewals fail for a whole lease, this instance's permits lapse and other
+ *   instances may take them: for that while more than `max` requests may run (counted in
+ *   `lapsed` when they cannot be taken back).
+ *
+ * @example
+ * const semaphore = new RedisSemaphore({ url: process.env.REDIS_URL, name: 'chat', max: 16 });
+ * const permit = await semaphore.acquire(signal); // GateRejection or StoreUnavailableError
+ * try {
+ *   await work();
+ * } finally {
+ *   permit.release();
+ * }
+ */
+export class RedisSemaphore {
+  /** Permits held at once across every instance. */
+  readonly max: number;
+  /** Requests that may wait on this instance. */
+  readonly maxQueue: number;
+  /** Longest wait in ms (`Infinity`: no limit). */
+  readonly queueTimeoutMs: number;
+  /** Lease of a held permit, in ms. */
+  readonly leaseMs: number;
+  /** Longest pause between polls, in ms. */
+  readonly pollMs: number;
+  readonly #timeoutMs: number;
+  readonly #failOpen: boolean;
+  readonly #client: Redis;
+  readonly #ownsClient: boolean;
+  readonly #subscriber: Redis;
+  /** The holder set, before the client's `keyPrefix` (ioredis adds it to script keys). */
+  readonly #key: string;
+  /** The release channel, in full (ioredis never prefixes channels). */
+  readonly #channel: string;
+  readonly #instanceId = randomBytes(9).toString('base64url');
+  #holderCount = 0;
+  /** Waiters not yet refused by a round: they may still be admitted without counting as queued. */
+  readonly #arriving = new WaiterList<Waiter>();
+  /** Waiters a round found no permit for; bounded by `maxQueue`. All stand before `#arriving`. */
+  readonly #queued = new WaiterList<Waiter>();
+  /** This instance's permits by holder id. */
+  readonly #holders = new Map<string, RedisPermit>();
+  #held = 0;
+  #bypassed = 0;
+  #lapsed = 0;
+  #averageHoldMs: number | undefined = undefined;
+  #pumpRun: Promise<void> | undefined = undefined;
+  /** Set when a release may have happened while a round was running: run another. */
+  #wake = false;
+  #pollTimer: NodeJS.Timeout | undefined = undefined;
+  #pollDelayMs = FIRST_POLL_MS;
+  #renewTimer: NodeJS.Timeout | undefined = undefined;
+  #renewing = false;
+  #closed = false;
+  #quitting = false;
+  #closing: Promise<void> | undefined = undefined;
+  #connecting: Promise<void> | undefined = undefined;
+  #stopConnecting: ((err: Error) => void) | undefined = undefined;
+  readonly #onMessage = (channel: string, message: string): void => {
+    // Our own releases already woke us when their reply came.
+    if (channel === this.#channel && message !== this.#instanceId) this.#wakeUp(true);
+  };
+  readonly #onSubscriberReady = (): void => {
+    // Releases announced while the subscriber was away were missed: look now.
+    this.#wakeUp(true);
+  };
+  readonly #onClientError = (): void => {
+    // Connection errors surface as `store_unavailable` on the calls they fail; ioredis
+    // reconnects by itself. Listening keeps an error event from ever being unhandled.
+  };
+
+  /**
+   * Throws a `TypeError` naming a bad option (see {@link RedisSemaphoreOptions}), prefixed with
+   * `owner` (the factory the options were given to).
+   */
+  constructor(options: RedisSemaphoreOptions, owner = 'RedisSemaphore') {
+    if (typeof options !== 'object' || options === null)
+      throw new TypeError(`${owner}: options are required`);
+    const settings = resolveSemaphoreOptions(
+      { max: options.max, maxQueue: options.maxQueue, queueTimeoutMs: options.queueTimeoutMs },
+      owner,
+    );
+    this.max = settings.max;
+    this.maxQueue = settings.maxQueue;
+    this.queueTimeoutMs = settings.queueTimeoutMs;
+    this.leaseMs = integerOption(owner, 'leaseMs', options.leaseMs, DEFAULT_LEASE_MS, MIN_LEASE_MS);
+    this.pollMs = integerOption(owner, 'pollMs', options.pollMs, DEFAULT_POLL_MS, 1);
+    this.#timeoutMs = integerOption(owner, 'commandTimeoutMs', options.commandTimeoutMs, 500, 1);
+    const name = stringOption(owner, 'name', options.name, 'default');
+    const prefix = stringOption(owner, 'prefix', options.prefix, 'llmux:');
+    const onStoreError = options.onStoreError ?? 'fail-closed';
+    if (onStoreError !== 'fail-closed' && onStoreError !== 'fail-open') {
+      throw new TypeError(
+        `${owner}: onStoreError must be 'fail-closed' or 'fail-open', got ${String(onStoreError)}`,
+      );
+    }
+    this.#failOpen = onStoreError === 'fail-open';
+
+    const { redis, url } = options;
+    if ((redis === undefined) === (url === undefined)) {
+      throw new TypeError(`${owner}: give redis (an ioredis client) or url, exactly one of them`);
+    }
+    if (redis !== undefined) {
+      if (!isRedisClient(redis)) {
+        throw new TypeError(`${owner}: redis must be an ioredis client (new Redis(...))`);
+      }
+      this.#client = redis;
+      this.#ownsClient = false;
+    } else {
+      // The URL may hold a password: it is never echoed.
+      if (typeof url !== 'string' || !URL_PATTERN.test(url)) {
+        throw new TypeError(`${owner}: url must be a redis:// or rediss:// URL`);
+      }
+      this.#client = new Redis(url, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        // ioredis waits this long for a socket to end, even one that is already gone.
+        disconnectTimeout: this.#timeoutMs,
+        retryStrategy: reconnectDelayMs,
+      });
+      this.#client.on('error', this.#onClientError);
+      this.#ownsClient = true;
+    }
+    this.#key = `${prefix}gate:${name}`;
+    this.#channel = `${this.#client.options.keyPrefix ?? ''}${this.#key}:released`;
+    // The subscriber waits for its connection (offline queue on) and resubscribes after a
+    // reconnect by itself; it only ever hears release announcements.
+    this.#subscriber = this.#client.duplicate({
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      disconnectTimeout: this.#timeoutMs,
+      retryStrategy: reconnectDelayMs,
+    });
+    this.#subscriber.on('error', this.#onClientError);
+    this.#subscriber.on('message', this.#onMessage);
+    this.#subscriber.on('ready', this.#onSubscriberReady);
+    this.#subscriber.subscribe(this.#channel).catch(() => {
+      // Down at start: polling covers until the connection (and its resubscription) is back.
+    });
+  }
+
+  /** This instance's counters (fresh object). */
+  stats(): RedisSemaphoreStats {
+    return {
+      inFlight: this.#holders.size,
+      queued: this.#queued.length + this.#arriving.length,
+      held: this.#held,
+      bypassed: this.#bypassed,
+      lapsed: this.#lapsed,
+    };
+  }
+
+  /**
+   * A permit, once Redis grants one to this request: requests on this instance are served in
+   * FIFO order. Rejects with a {@link GateRejection} (`queue_full` when `maxQueue` requests wait
+   * already or a refused newcomer finds the queue full, `queue_timeout` after `queueTimeoutMs`,
+   * `aborted` when `signal` aborts first, `closed` when the semaphore is or gets closed), with a
+   * {@link StoreUnavailableError} while Redis cannot be reached (fail-closed), or with the error
+   * Redis answered for a fault (such as a foreign key under the gate's name). Fail-open resolves
+   * with a bypass permit instead of the `StoreUnavailableError`.
+   */
+  acquire(signal?: AbortSignal): Promise<RedisPermit> {
+    if (signal?.aborted) return Promise.reject(this.#rejection('aborted'));
+    if (this.#closed) return Promise.reject(this.#rejection('closed'));
+    const queued = this.#queued.length;
+    // Newcomers not yet refused are bounded too: past `max` of them, no round can admit them all.
+    if (
+      (queued > 0 && queued >= this.maxQueue) ||
+      queued + this.#arriving.length >= this.maxQueue + this.max
+    ) {
+      return Promise.reject(this.#rejection('queue_full'));
+    }
+    return new Promise<RedisPermit>((resolve, reject) => {
+      const waiter = new Waiter(this, resolve, reject, signal, performance.now());
+      waiter.list = this.#arriving;
+      this.#arriving.push(waiter);
+      if (this.queueTimeoutMs !== Infinity) {
+        waiter.timer = setTimeout(expireWaiter, this.queueTimeoutMs, waiter);
+        waiter.timer.unref();
+      }
+      signal?.addEventListener('abort', waiter);
+      // A round already running tries it if it reaches it, or counts it as queued.
+      if (this.#pumpRun === undefined) this.#startPump();
+    });
+  }
+
+  /**
+   * Rejects every waiter with `closed` and refuses new ones; gives this instance's permits back
+   * in Redis (requests still running keep going, no longer counted), and closes the subscriber
+   * connection and a client the semaphore created. Idempotent; safe to call concurrently.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#closed = true;
+    this.#clearPoll();
+    this.#stopRenewing();
+    this.#failWaiters(this.#rejection('closed'));
+    // A round in flight may still be granted permits: let it end, so they are given back below.
+    if (this.#pumpRun !== undefined) await this.#pumpRun;
+    const holderIds = [...this.#holders.keys()];
+    this.#holders.clear();
+    if (holderIds.length > 0) {
+      try {
+        await this.#exec(SCRIPTS.release, [this.#channel, this.#instanceId, ...holderIds]);
+      } catch {
+        // Unreachable: the leases run out by themselves.
+      }
+    }
+    this.#quitting = true;
+    this.#stopConnecting?.(new StoreUnavailableError('the distributed gate is closed'));
+    const subscriber = this.#subscriber;
+    subscriber.off('message', this.#onMessage);
+    subscriber.off('ready', this.#onSubscriberReady);
+    subscriber.disconnect();
+    subscriber.off('error', this.#onClientError);
+    if (this.#ownsClient) {
+      const client = this.#client;
+      if (client.status === 'ready') {
+        try {
+          await this.#bounded(client.quit());
+        } catch {
+          // Quitting is a courtesy; disconnecting below ends the connection regardless.
+        }
+      }
+      client.disconnect();
+      client.off('error', this.#onClientError);
+    }
+  }
+
+  /** @internal Called by {@link RedisPermit.release}, once per permit. */
+  [RETURN_PERMIT](permit: RedisPermit): void {
+    const heldMs = performance.now() - permit.grantedAtMs;
+    const average = this.#averageHoldMs;
+    this.#averageHoldMs = average === undefined ? heldMs : average + HOLD_AVERAGE_WEIGHT * (heldMs - average);
+    const holderId = permit.holderId;
+    // Not ours any more when `close()` already gave it back.
+    if (holderId === undefined || !this.#holders.delete(holderId)) return;
+    if (this.#holders.size === 0) this.#stopRenewing();
+    this.#exec(SCRIPTS.release, [this.#channel, this.#instanceId, holderId]).then(
+      (reply) => {
+        this.#held = Number((reply as number[])[1]);
+        this.#wakeUp(true);
+      },
+      () => {
+        // Unreachable: the lease runs out by itself, and polling finds the permit then.
+      },
+    );
+  }
+
+  /** @internal Takes a waiter out of the queue on abort or timeout; a no-op if it already left. */
+  [DROP_WAITER](waiter: Waiter, code: 'aborted' | 'queue_timeout'): void {
+    const list = waiter.list;
+    if (list === undefined || !list.remove(waiter)) return;
+    waiter.list = undefined;
+    waiter.detach();
+    waiter.reject(this.#rejection(code));
+    if (this.#queued.length + this.#arriving.length === 0) this.#clearPoll();
+  }
+
+  /** @internal The poll timer fired. */
+  [POLL](): void {
+    this.#pollTimer = undefined;
+    this.#wakeUp(false);
+  }
+
+  /** @internal The renewal timer fired: extend every lease this instance holds, in one call. */
+  [RENEW](): void {
+    if (this.#renewing || this.#holders.size === 0) return;
+    this.#renewing = true;
+    const args = [String(this.max), String(this.leaseMs), ...this.#holders.keys()];
+    this.#exec(SCRIPTS.renew, args)
+      .then(
+        (reply) => {
+          const [lost, held] = reply as number[];
+          this.#lapsed += Number(lost);
+          this.#held = Number(held);
+        },
+        () => {
+          // Unreachable: the next tick tries again; leases last three ticks.
+        },
+      )
+      .finally(() => {
+        this.#renewing = false;
+      });
+  }
+
+  /** A permit may have been freed: run a round now (or after the running one). */
+  #wakeUp(announced: boolean): void {
+    if (this.#closed || this.#queued.length + this.#arriving.length === 0) return;
+    if (announced) this.#pollDelayMs = FIRST_POLL_MS;
+    this.#clearPoll();
+    if (this.#pumpRun !== undefined) this.#wake = true;
+    else this.#startPump();
+  }
+
+  #startPump(): void {
+    this.#pumpRun = this.#pump().finally(() => {
+      this.#pumpRun = undefined;
+    });
+  }
+
+  /** Rounds of "try the head of the queue" until it is empty, or Redis refuses and nothing woke us. */
+  async #pump(): Promise<void> {
+    try {
+      for (;;) {
+        const count = Math.min(this.#queued.length + this.#arriving.length, this.max, MAX_BATCH);
+        if (this.#closed || count === 0) return;
+        this.#wake = false;
+        const holderIds: string[] = [];
+        for (let i = 0; i < count; i++)
+          holderIds.push(`${this.#instanceId}:${(++this.#holderCount).toString(36)}`);
+        let reply: number[];
+        try {
+          reply = (await this.#exec(SCRIPTS.acquire, [
+            String(this.max),
+            String(this.leaseMs),
+            ...holderIds,
+          ])) as number[];
+        } catch (err) {
+          // A timed-out call may still run later: give back whatever it might take.
+          this.#exec(SCRIPTS.release, [this.#channel, this.#instanceId, ...holderIds]).catch(() => {});
+          this.#failWaiters(storeError(err));
+          return;
+        }
+        const admitted = Number(reply[0]);
+        this.#held = Number(reply[1]);
+        // The head now, which may differ from the head when the round started: still FIFO.
+        let granted = 0;
+        while (granted < admitted) {
+          const waiter = this.#shift();
+          if (waiter === undefined) break;
+          this.#grant(waiter, holderIds[granted++]!);
+        }
+        if (granted < admitted) {
+          const unused = holderIds.slice(granted, admitted);
+          if (this.#closed)
+            for (const id of unused) this.#holders.set(id, new RedisPermit(undefined, id, 0, 0));
+          else this.#exec(SCRIPTS.release, [this.#channel, this.#instanceId, ...unused]).catch(() => {});
+        }
+        if (admitted === count) {
+          this.#pollDelayMs = FIRST_POLL_MS;
+          continue;
+        }
+        // Every permit is held: whoever waits now is queued, up to maxQueue.
+        this.#settleArrivals();
+        if (!this.#wake) {
+          this.#schedulePoll(Number(reply[2]));
+          return;
+        }
+      }
+    } catch (err) {
+      // A bug, not an outage: nobody may wait for ever on it.
+      this.#failWaiters(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  #shift(): Waiter | undefined {
+    const waiter = this.#queued.shift() ?? this.#arriving.shift();
+    if (waiter !== undefined) waiter.list = undefined;
+    return waiter;
+  }
+
+  #grant(waiter: Waiter, holderId: string): void {
+    waiter.detach();
+    const now = performance.now();
+    const permit = new RedisPermit(this, holderId, now - waiter.enqueuedAtMs, now);
+    this.#holders.set(holderId, permit);
+    if (this.#renewTimer === undefined) {
+      this.#renewTimer = setInterval(renewTick, Math.floor(this.leaseMs / 3), this);
+      this.#renewTimer.unref();
+    }
+    waiter.resolve(permit);
+  }
+
+  /** Moves refused newcomers to the queue; those past `maxQueue` get `queue_full`. */
+  #settleArrivals(): void {
+    for (let waiter = this.#arriving.shift(); waiter !== undefined; waiter = this.#arriving.shift()) {
+      if (this.#queued.length >= this.maxQueue) {
+        waiter.list = undefined;
+        waiter.detach();
+        waiter.reject(this.#rejection('queue_full'));
+      } else {
+        waiter.list = this.#queued;
+        this.#queued.push(waiter);
+      }
+    }
+  }
+
+  /** Answers every waiter: with `reason`, or a bypass permit when failing open on an outage. */
+  #failWaiters(reason: Error): void {
+    const bypass = this.#failOpen && !this.#closed && isStoreUnavailableError(reason);
+    for (let waiter = this.#shift(); waiter !== undefined; waiter = this.#shift()) {
+      waiter.detach();
+      if (bypass) {
+        this.#bypassed++;
+        const now = performance.now();
+        waiter.resolve(new RedisPermit(undefined, undefined, now - waiter.enqueuedAtMs, now));
+      } else {
+        waiter.reject(reason);
+      }
+    }
+    this.#clearPoll();
+  }
+
+  #schedulePoll(nextExpiryMs: number): void {
+    if (this.#pollTimer !== undefined || this.#queued.length + this.#arriving.length === 0) return;
+    let delayMs = this.#pollDelayMs;
+    // A lease running out frees a permit without any announcement: look right after it.
+    if (nextExpiryMs >= 0) delayMs = Math.min(delayMs, nextExpiryMs + 1);
+    this.#pollDelayMs = Math.min(this.#pollDelayMs * 2, this.pollMs);
+    this.#pollTimer = setTimeout(pollTick, Math.max(1, Math.min(delayMs, this.pollMs)), this);
+    this.#pollTimer.unref();
+  }
+
+  #clearPoll(): void {
+    if (this.#pollTimer === undefined) return;
+    clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
+  }
+
+  #stopRenewing(): void {
+    if (this.#renewTimer === undefined) return;
+    clearInterval(this.#renewTimer);
+    this.#renewTimer = undefined;
+  }
+
+  #rejection(code: GateRejectionCode): GateRejection {
+    switch (code) {
+      case 'aborted':
+        return new GateRejection(code, 0, 'the request was aborted while waiting for a permit');
+      case 'closed':
+        return new GateRejection(code, MIN_RETRY_AFTER_MS, 'the distributed gate is closed');
+      case 'queue_full':
+        return new GateRejection(
+          code,
+          this.#estimateRetryAfterMs(),
+          `all ${this.max} permits are held and the queue of ${this.maxQueue} is full`,
+        );
+      case 'queue_timeout':
+        return new GateRejection(
+          code,
+          this.#estimateRetryAfterMs(),
+          `no permit became free within ${this.queueTimeoutMs} ms in the queue`,
+        );
+    }
+  }
+
+  /** Average hold time on this instance × queue rounds ahead of a newcomer, clamped to 1–60 s. */
+  #estimateRetryAfterMs(): number {
+    const holdMs = this.#averageHoldMs ?? MIN_RETRY_AFTER_MS;
+    const rounds = Math.floor(this.#queued.length / this.max) + 1;
+    return Math.min(MAX_RETRY_AFTER_MS, Math.max(MIN_RETRY_AFTER_MS, Math.ceil(holdMs * rounds)));
+  }
+
+  /** Runs `target` on the holder set once Redis is connected, within `commandTimeoutMs`. */
+  #exec(target: Script, args: string[]): Promise<unknown> {
+    return this.#bounded(this.#evaluate(target, args));
+  }
+
+  async #evaluate(target: Script, args: string[]): Promise<unknown> {
+    const waiting = this.#whenConnected();
+    if (waiting !== undefined) await waiting;
+    try {
+      return await this.#client.evalsha(target.sha, 1, this.#key, ...args);
+    } catch (err) {
+      // After a restart or SCRIPT FLUSH, Redis has forgotten the script: load it and run again.
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      await this.#client.script('LOAD', target.lua);
+      return await this.#client.evalsha(target.sha, 1, this.#key, ...args);
+    }
+  }
+
+  /** `work`, or a {@link StoreUnavailableError} when it fails to reach Redis or takes too long. */
+  async #bounded<T>(work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(
+        () => reject(new StoreUnavailableError(`Redis did not answer within ${this.#timeoutMs} ms`)),
+        this.#timeoutMs,
+      );
+      timer.unref();
+    });
+    // The loser of the race must not become an unhandled rejection.
+    work.catch(() => {});
+    try {
+      return await Promise.race([work, timeout]);
+    } catch (err) {
+      throw storeError(err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Undefined when the client is ready; a wait for it while it is connecting; a rejection at once
+   * while it is down (reconnecting, closed), so calls fail fast rather than queue.
+   */
+  #whenConnected(): Promise<void> | undefined {
+    const client = this.#client;
+    const status = client.status;
+    if (status === 'ready') return undefined;
+    if (this.#quitting && this.#ownsClient) {
+      return Promise.reject(new StoreUnavailableError('the distributed gate is closed'));
+    }
+    if (status !== 'wait' && status !== 'connecting' && status !== 'connect') {
+      return Promise.reject(new StoreUnavailableError(`the Redis connection is ${status}`));
+    }
+    this.#connecting ??= new Promise<void>((resolve, reject) => {
+      const settle = (err?: Error): void => {
+        client.off('ready', onReady);
+        client.off('close', onClose);
+        client.off('end', onClose);
+        this.#connecting = undefined;
+        this.#stopConnecting = undefined;
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const onReady = (): void => settle();
+      const onClose = (): void => settle(new StoreUnavailableError('the Redis connection closed'));
+      client.on('ready', onReady);
+      client.on('close', onClose);
+      client.on('end', onClose);
+      this.#stopConnecting = settle;
+      // A lazy client connects on demand; with its offline queue off it would refuse instead.
+      if (status === 'wait') client.connect().catch(() => {});
+    });
+    return this.#connecting;
+  }
+}
+
+/** Reconnect backoff of the connections the gate opens: 100 ms doubling up to 2 s. */
+function reconnectDelayMs(attempt: number): number {
+  return Math.min(50 * 2 ** Math.min(attempt, 6), 2_000);
+}
+
+function integerOption(
+  owner: string,
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  min: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > 2_147_483_647) {
+    throw new TypeError(
+      `${owner}: ${name} must be an integer from ${min} to 2147483647, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+function stringOption(owner: string, name: string, value: string | undefined, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 256) {
+    throw new TypeError(`${owner}: ${name} must be a string of 1-256 characters, got ${String(value)}`);
+  }
+  return value;
+}
+
+function isRedisClient(value: unknown): value is Redis {
+  const client = value as Partial<Redis> | null;
+  return (
+    typeof client === 'object' &&
+    client !== null &&
+    typeof client.evalsha === 'function' &&
+    typeof client.duplicate === 'function' &&
+    typeof client.status === 'string' &&
+    typeof client.options === 'object'
+  );
+}
+
+/** A Redis error as the gate reports it: unreachable or busy is `store_unavailable`. */
+function storeError(err: unknown): Error {
+  if (isStoreUnavailableError(err)) return err;
+  // A reply error Redis answered is a fault (a foreign key under the gate's name), not an outage.
+  if (err instanceof Error && err.name === 'ReplyError' && !TRANSIENT_REPLY.test(err.message)) return err;
+  return new StoreUnavailableError('Redis is unavailable', { cause: err });
+}
