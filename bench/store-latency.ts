@@ -11,7 +11,13 @@ const SECRET = 'sk-llmux-bench-0001';
 async function oneRequest(store: KeyStore, keyId: string, now: number): Promise<void> {
   await store.authFailureState('127.0.0.1', now);
   await store.findKeyByHash(hashApiKey(SECRET));
-  const admission = await store.admit({ keyId, model: 'gpt-4o-mini', estimatedCostUsd: 0.001, estimatedTokens: 100, nowMs: now });
+  const admission = await store.admit({
+    keyId,
+    model: 'gpt-4o-mini',
+    estimatedCostUsd: 0.001,
+    estimatedTokens: 100,
+    nowMs: now,
+  });
   if (!admission.ok) throw new Error(`refused: ${admission.reason}`);
   await store.settle(admission.reservationId, {
     model: 'gpt-4o-mini',
@@ -34,7 +40,9 @@ async function main(): Promise<void> {
   ];
   const keyIds: string[] = [];
   for (const [, store] of stores) {
-    keyIds.push((await store.createKey({ name: 'bench', hash: hashApiKey(SECRET), prefix: 'sk-llmux-benc' })).id);
+    keyIds.push(
+      (await store.createKey({ name: 'bench', hash: hashApiKey(SECRET), prefix: 'sk-llmux-benc' })).id,
+    );
   }
   const samples: number[][] = stores.map(() => []);
   const now = Date.now();
