@@ -57,6 +57,9 @@ export type {
   UpstreamPoolOptions,
   UpstreamStatus,
   UpstreamState,
+  UpstreamStateChange,
+  UpstreamPoolObserver,
+  SharedUpstreamState,
 } from './upstream/pool.js';
 export { createStrategy } from './upstream/strategies.js';
 export type { HedgeOptions } from './upstream/exchange.js';

@@ -11,3 +11,5 @@ export type {
 } from './middleware/distributed-gate.js';
 export { RedisSemaphore, RedisPermit, DEFAULT_LEASE_MS, DEFAULT_POLL_MS } from './gate/redis-semaphore.js';
 export type { RedisSemaphoreOptions, RedisSemaphoreStats } from './gate/redis-semaphore.js';
+export { sharePoolState } from './upstream/redis-pool-state.js';
+export type { SharePoolStateOptions, PoolStateSharing } from './upstream/redis-pool-state.js';

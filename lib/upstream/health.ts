@@ -15,6 +15,24 @@ export interface ResolvedCooldown {
   readonly failureThreshold: number;
 }
 
+/**
+ * Another instance's view of an endpoint, applied by `UpstreamPool.applySharedState`: what
+ * `sharePoolState` reads from Redis. Times are absolute epoch ms, so instances' clocks must agree.
+ */
+export interface SharedUpstreamState {
+  /** An operator enabled the endpoint since the last shared state: reset it first, as `enable()`. */
+  readonly reset: boolean;
+  /** Disabled somewhere: disable here too. False never re-enables (only `reset` does). */
+  readonly disabled: boolean;
+  /** When the shared cooldown ends, epoch ms; extends the local one only if it ends later. */
+  readonly cooldownUntilMs: number;
+  /**
+   * True: a failure trip somewhere, so the endpoint is half-open once cooled. False while the
+   * local cooldown is over: a probe succeeded somewhere, so a local half-open state heals.
+   */
+  readonly halfOpen: boolean;
+}
+
 /** How long the pool suggests waiting when only in-flight limits or a probe block an endpoint. */
 const BUSY_RETRY_MS = 1_000;
 
@@ -54,6 +72,16 @@ export class UpstreamHealth implements StrategyCandidate {
 
   isDisabled(): boolean {
     return this.disabled;
+  }
+
+  /** Set by a failure trip until a success (or an `enable()`) heals the endpoint. */
+  isHalfOpen(): boolean {
+    return this.halfOpen;
+  }
+
+  /** When the current (or last) cooldown ends, epoch ms; 0 when the endpoint never cooled. */
+  cooldownEndsAtMs(): number {
+    return this.cooldownUntilMs;
   }
 
   cooldownRemainingMs(nowMs: number): number {
@@ -160,6 +188,37 @@ export class UpstreamHealth implements StrategyCandidate {
   disable(): void {
     this.disabled = true;
     this.probing = false;
+  }
+
+  /** Merges another instance's view; see {@link SharedUpstreamState}. */
+  applyShared(shared: SharedUpstreamState, nowMs: number): void {
+    if (shared.reset) this.enable();
+    if (shared.disabled) this.disable();
+    if (shared.cooldownUntilMs > this.cooldownUntilMs) this.cooldownUntilMs = shared.cooldownUntilMs;
+    if (shared.halfOpen) {
+      if (!this.halfOpen) {
+        this.halfOpen = true;
+        this.probing = false;
+      }
+    } else if (this.halfOpen && nowMs >= this.cooldownUntilMs) {
+      // A probe elsewhere succeeded after the cooldown: the endpoint is healthy here too.
+      this.halfOpen = false;
+      this.probing = false;
+      this.trips = 0;
+    }
+  }
+
+  /**
+   * Raises the count of `day` to `count` (attempts started on that UTC day by every instance).
+   * Counts only grow within a day; a count of an earlier day than the one counted is ignored.
+   */
+  applySharedCount(day: number, count: number): void {
+    if (day === this.countDay) {
+      if (count > this.countOnDay) this.countOnDay = count;
+    } else if (!(day < this.countDay)) {
+      this.countDay = day;
+      this.countOnDay = count;
+    }
   }
 
   private trip(nowMs: number, cooldown: ResolvedCooldown): void {

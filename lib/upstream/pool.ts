@@ -5,7 +5,12 @@ import { utcDayNumber } from '../keys/utc.js';
 import { maskKey } from '../redact.js';
 import { toRetryAfterSeconds } from '../retry/retry-after.js';
 import type { RequestContext } from '../context.js';
-import { UpstreamHealth, type ResolvedCooldown, type UpstreamState } from './health.js';
+import {
+  UpstreamHealth,
+  type ResolvedCooldown,
+  type SharedUpstreamState,
+  type UpstreamState,
+} from './health.js';
 import { parseBaseUrl, type AttemptOutcome, type UpstreamEndpoint, type UpstreamSource } from './source.js';
 import {
   STRATEGY_NAMES,
@@ -14,7 +19,7 @@ import {
   type UpstreamStrategyName,
 } from './strategies.js';
 
-export type { UpstreamState } from './health.js';
+export type { SharedUpstreamState, UpstreamState } from './health.js';
 
 /** One endpoint of a pool: a base URL and the relay's key for it. */
 export interface PooledUpstreamOptions {
@@ -30,7 +35,7 @@ export interface PooledUpstreamOptions {
   maxConcurrent?: number;
   /**
    * Most attempts started per UTC day (counted from 00:00:00Z); a positive integer. Counted in
-   * this process only. Default: no limit.
+   * this process only, unless `sharePoolState` (`llmux/redis`) shares the counts. Default: no limit.
    */
   dailyRequestCap?: number;
 }
@@ -86,6 +91,44 @@ export interface UpstreamStatus {
   dailyRequestCap: number | null;
 }
 
+/**
+ * A local change of an endpoint's health, as {@link UpstreamPoolObserver.stateChanged} hears it:
+ *
+ * - `cooling`: a 429 or a failure trip set or extended a cooldown until `cooldownUntilMs`;
+ *   `halfOpen` is true after a trip (the endpoint is half-open once cooled: one probe goes).
+ * - `healthy`: a half-open endpoint's probe succeeded.
+ * - `disabled`: a 401/403 or {@link UpstreamPool.disable}.
+ * - `enabled`: {@link UpstreamPool.enable}, an operator's reset.
+ */
+export interface UpstreamStateChange {
+  /** The endpoint's name. */
+  readonly name: string;
+  /** What happened; see above. */
+  readonly kind: 'cooling' | 'healthy' | 'disabled' | 'enabled';
+  /** When the cooldown ends (or ended), epoch ms by the pool's clock; 0 when it never cooled. */
+  readonly cooldownUntilMs: number;
+  /** The endpoint is half-open (now, or once cooled). */
+  readonly halfOpen: boolean;
+  /** When the change happened, epoch ms by the pool's clock. */
+  readonly atMs: number;
+}
+
+/**
+ * Hears what happens in an {@link UpstreamPool}, e.g. to share it between instances. Both methods
+ * run synchronously inside `acquire`/`release`/`enable`/`disable`: keep them cheap and never
+ * throwing (a throw is swallowed so the pool keeps working). State applied with
+ * {@link UpstreamPool.applySharedState} or {@link UpstreamPool.applySharedCount} is not reported.
+ *
+ * @example
+ * pool.observe({ stateChanged: (change) => console.log(change.name, change.kind) });
+ */
+export interface UpstreamPoolObserver {
+  /** A local health transition of an endpoint. */
+  stateChanged?(change: UpstreamStateChange): void;
+  /** An attempt started on `endpoint` on the UTC day `day` (days since the epoch); on the hot path. */
+  acquired?(endpoint: UpstreamEndpoint, day: number): void;
+}
+
 /** `Retry-After` when every endpoint is disabled: recovery waits for an operator. */
 const ALL_DISABLED_RETRY_AFTER_SECONDS = 60;
 
@@ -111,7 +154,9 @@ const OWNER = 'upstreamPool';
  * When nothing is eligible `acquire` throws a 503 `LlmuxError` (`overloaded_error`,
  * `no_upstream_available`) whose `Retry-After` is the time to the earliest recovery. Endpoint
  * objects keep their identity for the pool's life. Expiry is computed from `clock()` on use, so
- * the pool holds no timers and needs no `close()`. State lives in this process only.
+ * the pool holds no timers and needs no `close()`. State lives in this process only; to share
+ * cooldowns, disables and daily counts between instances, see `sharePoolState` (`llmux/redis`),
+ * which uses {@link observe}, {@link applySharedState} and {@link applySharedCount}.
  *
  * @example
  * const pool = upstreamPool({
@@ -137,6 +182,8 @@ export class UpstreamPool implements UpstreamSource {
   /** Reused by every acquire (which is synchronous), so a pick allocates no array. */
   private readonly candidates: UpstreamHealth[] = [];
   private pickSeq = 0;
+  /** Replaced, never mutated, so a notification loop is never disturbed by (un)subscribing. */
+  private observers: readonly UpstreamPoolObserver[] = [];
 
   constructor(options: UpstreamPoolOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -194,6 +241,14 @@ export class UpstreamPool implements UpstreamSource {
       throw new TypeError(`${OWNER}: strategy ${this.strategy.name} returned an endpoint it was not offered`);
     }
     chosen.recordAcquire(day, ++this.pickSeq);
+    const observers = this.observers;
+    for (let i = 0; i < observers.length; i++) {
+      try {
+        observers[i]!.acquired?.(chosen.endpoint, day);
+      } catch {
+        // An observer's fault must not fail the request; see UpstreamPoolObserver.
+      }
+    }
     return chosen.endpoint;
   }
 
@@ -204,7 +259,23 @@ export class UpstreamPool implements UpstreamSource {
    * and an outcome never counts twice.
    */
   release(endpoint: UpstreamEndpoint, outcome: AttemptOutcome): void {
-    this.byEndpoint.get(endpoint)?.recordRelease(outcome, this.clock(), this.cooldown);
+    const h = this.byEndpoint.get(endpoint);
+    if (h === undefined) return;
+    const nowMs = this.clock();
+    if (this.observers.length === 0) {
+      h.recordRelease(outcome, nowMs, this.cooldown);
+      return;
+    }
+    const wasDisabled = h.isDisabled();
+    const wasHalfOpen = h.isHalfOpen();
+    const cooledUntilMs = h.cooldownEndsAtMs();
+    if (!h.recordRelease(outcome, nowMs, this.cooldown)) return;
+    if (!wasDisabled && h.isDisabled()) this.notify(h, 'disabled', nowMs);
+    if (h.cooldownEndsAtMs() > cooledUntilMs || (!wasHalfOpen && h.isHalfOpen())) {
+      this.notify(h, 'cooling', nowMs);
+    } else if (wasHalfOpen && !h.isHalfOpen()) {
+      this.notify(h, 'healthy', nowMs);
+    }
   }
 
   /**
@@ -213,8 +284,10 @@ export class UpstreamPool implements UpstreamSource {
    */
   enable(name: string): boolean {
     const h = this.byName.get(name);
-    h?.enable();
-    return h !== undefined;
+    if (h === undefined) return false;
+    h.enable();
+    this.notify(h, 'enabled', this.clock());
+    return true;
   }
 
   /**
@@ -223,8 +296,54 @@ export class UpstreamPool implements UpstreamSource {
    */
   disable(name: string): boolean {
     const h = this.byName.get(name);
-    h?.disable();
+    if (h === undefined) return false;
+    h.disable();
+    this.notify(h, 'disabled', this.clock());
+    return true;
+  }
+
+  /**
+   * Registers `observer` for local state changes and acquires; returns the function that
+   * removes it (idempotent).
+   *
+   * @example
+   * const stop = pool.observe({ stateChanged: (c) => logger.error('upstream ' + c.kind, { ...c }) });
+   */
+  observe(observer: UpstreamPoolObserver): () => void {
+    if (typeof observer !== 'object' || observer === null) {
+      throw new TypeError(`${OWNER}: observer must be an object, got ${describe(observer)}`);
+    }
+    this.observers = [...this.observers, observer];
+    return () => {
+      this.observers = this.observers.filter((o) => o !== observer);
+    };
+  }
+
+  /**
+   * Merges another instance's view of the endpoint `name` into this pool (see
+   * {@link SharedUpstreamState}): a reset enables it, a disable disables it, a cooldown extends
+   * the local one only if it ends later. Observers are not told. Returns false for an unknown name.
+   */
+  applySharedState(name: string, shared: SharedUpstreamState): boolean {
+    const h = this.byName.get(name);
+    h?.applyShared(shared, this.clock());
     return h !== undefined;
+  }
+
+  /**
+   * Raises the endpoint's count of attempts on UTC day `day` (days since the epoch) to `count`
+   * when that is higher: the cluster-wide count, so `dailyRequestCap` holds across instances.
+   * Observers are not told. Returns false for an unknown name.
+   */
+  applySharedCount(name: string, day: number, count: number): boolean {
+    const h = this.byName.get(name);
+    h?.applySharedCount(day, count);
+    return h !== undefined;
+  }
+
+  /** The pool's current time in epoch ms: its `clock` option. */
+  now(): number {
+    return this.clock();
   }
 
   /** Attempts in flight over all endpoints. */
@@ -257,6 +376,25 @@ export class UpstreamPool implements UpstreamSource {
   /** Same as {@link status}, so `JSON.stringify(pool)` is safe to log. */
   toJSON(): UpstreamStatus[] {
     return this.status();
+  }
+
+  private notify(h: UpstreamHealth, kind: UpstreamStateChange['kind'], atMs: number): void {
+    const observers = this.observers;
+    if (observers.length === 0) return;
+    const change: UpstreamStateChange = Object.freeze({
+      name: h.endpoint.name,
+      kind,
+      cooldownUntilMs: h.cooldownEndsAtMs(),
+      halfOpen: h.isHalfOpen(),
+      atMs,
+    });
+    for (const observer of observers) {
+      try {
+        observer.stateChanged?.(change);
+      } catch {
+        // An observer's fault must not break the pool; see UpstreamPoolObserver.
+      }
+    }
   }
 
   private unavailable(nowMs: number, day: number): LlmuxError {
