@@ -136,7 +136,7 @@ class PrometheusMetrics implements LlmuxMetrics {
     this.observe = function llmuxMetrics(req: IncomingMessage, res: ServerResponse, next: Next): void {
       if (!pending.has(res)) {
         ensureContext(req, res);
-        pending.set(res, routes.label(req.url));
+        pending.set(res, routes.label((req as { originalUrl?: string }).originalUrl ?? req.url));
         inFlight.inc();
         if (res.closed) setImmediate(record, res);
         else res.once('close', onClose);

@@ -95,13 +95,14 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   const metrics = options.metrics;
   const unwatch: (() => void)[] = [];
   if (metrics !== undefined) {
-    router.use(metrics.middleware());
+    router.use('/v1', metrics.middleware());
     if (gate !== undefined) unwatch.push(metrics.watchGate(gate));
     if (typeof (source as Partial<WatchablePool>).status === 'function') {
       unwatch.push(metrics.watchPool(source as unknown as WatchablePool));
     }
   }
-  if (options.tracker !== undefined) router.use(options.tracker.middleware());
+  // Only the preset's own routes are observed: host routes mounted after it are not.
+  if (options.tracker !== undefined) router.use('/v1', options.tracker.middleware());
   router.use(requestContext());
   const guarded = [limit, auth, gate].filter((mw) => mw !== undefined);
   for (const path of RELAYED_ROUTES) router.post(path, ...guarded, relay);

@@ -98,11 +98,12 @@ export async function loadJsonBody(
   // body-parser 1 (Express 4) marks `_body`; body-parser 2 (Express 5) only leaves the stream drained.
   if (preParsed !== undefined && ((req as { _body?: boolean })._body === true || req.readableEnded)) {
     // express.json() ran first: take its object rather than reading a drained stream.
-    if (!isJsonObject(preParsed)) {
-      refuseBody(req, res, ctx, errors.invalidRequest('request body must be a JSON object'));
+    const refusal = bodyShapeError(preParsed);
+    if (refusal !== undefined) {
+      refuseBody(req, res, ctx, refusal);
       return false;
     }
-    adoptBody(req, ctx, preParsed, undefined);
+    adoptBody(req, ctx, preParsed as Record<string, unknown>, undefined);
     return true;
   }
   if (!hasBody(req)) return true;
@@ -125,12 +126,26 @@ export async function loadJsonBody(
     refuseBody(req, res, ctx, errors.invalidJson((err as Error).message));
     return false;
   }
-  if (!isJsonObject(parsed)) {
-    refuseBody(req, res, ctx, errors.invalidRequest('request body must be a JSON object'));
+  const refusal = bodyShapeError(parsed);
+  if (refusal !== undefined) {
+    refuseBody(req, res, ctx, refusal);
     return false;
   }
-  adoptBody(req, ctx, parsed, raw);
+  adoptBody(req, ctx, parsed as Record<string, unknown>, raw);
   return true;
+}
+
+/** Longest model name accepted; longer ones are refused rather than carried into records and labels. */
+export const MAX_MODEL_NAME_LENGTH = 256;
+
+/** Why a parsed body cannot be relayed: not an object, or a model name past any real one. */
+function bodyShapeError(body: unknown): LlmuxError | undefined {
+  if (!isJsonObject(body)) return errors.invalidRequest('request body must be a JSON object');
+  const model = body.model;
+  if (typeof model === 'string' && model.length > MAX_MODEL_NAME_LENGTH) {
+    return errors.invalidRequest(`model must be at most ${MAX_MODEL_NAME_LENGTH} characters`, 'model');
+  }
+  return undefined;
 }
 
 function adoptBody(

@@ -145,7 +145,11 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
     // One signal for the whole exchange: every attempt and every retry wait ends when the client leaves.
     const clientGone = new AbortController();
     const onClose = () => {
-      if (!res.writableFinished) clientGone.abort();
+      if (!res.writableFinished) {
+        // Known now, before any close listener that records the request reads the context.
+        ctx.errorCode = 'client_closed';
+        clientGone.abort();
+      }
     };
     res.once('close', onClose);
     try {

@@ -1,5 +1,6 @@
 // The request tracker: the last N finished requests in a preallocated ring, per-model rollups by
 // minute, hour and UTC day, and the listeners behind the live feed. Fixed memory, no timers.
+import { redactSecrets } from '../redact.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
 import { stderrLogger, type Logger } from '../middleware/recovery.js';
@@ -209,14 +210,17 @@ export class RequestTracker {
       try {
         this.sink.write(stored);
       } catch (err) {
-        this.logger.error('tracker sink failed', { requestId: stored.id, error: String(err) });
+        this.logger.error('tracker sink failed', { requestId: stored.id, error: redactSecrets(String(err)) });
       }
     }
     for (const listener of this.listeners) {
       try {
         listener(stored);
       } catch (err) {
-        this.logger.error('tracker listener failed', { requestId: stored.id, error: String(err) });
+        this.logger.error('tracker listener failed', {
+          requestId: stored.id,
+          error: redactSecrets(String(err)),
+        });
       }
     }
   }
@@ -318,7 +322,7 @@ export class RequestTracker {
         const ctx = ensureContext(req, res);
         const route = routeOf(req);
         onResponseClose(res, () => {
-          if (!this.excluded.has(res)) process.nextTick(recordClosed, this, ctx, res, route);
+          if (!this.excluded.has(res)) setImmediate(recordClosed, this, ctx, res, route);
         });
       }
       next();

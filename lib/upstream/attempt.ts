@@ -177,7 +177,7 @@ function failure(
   outcome: AttemptOutcome,
   network = false,
 ): AttemptResult {
-  ctx.errorCode = error.code;
+  // The error code is the request's only once it is sent: a retry may still succeed.
   if (!res.headersSent) return { outcome, unsent: error, network };
   endWithError(res, ctx, error);
   return answered(outcome);
