@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import OpenAI from 'openai';
 import request from 'supertest';
-import { createServer, llmux, shutdown, type LlmuxRouter } from '../lib/index.js';
+import { createServer, hashApiKey, llmux, MemoryKeyStore, shutdown, type LlmuxRouter } from '../lib/index.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
 
@@ -76,6 +76,30 @@ describe.each(expressVersions)('llmux() preset on %s', (_label, express) => {
       .send({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(100 * 1024) }] });
     expect(res.status).toBe(413);
     expect(res.body.error.code).toBe('body_too_large');
+  });
+
+  it('lists models for a key with an allow-list and an rpm of 1, without spending its quota', async () => {
+    const store = new MemoryKeyStore();
+    await store.createKey({
+      name: 'narrow',
+      hash: hashApiKey('sk-narrow-key-0001'),
+      prefix: 'sk-narrow',
+      models: ['gpt-4o'],
+      rpm: 1,
+    });
+    const narrow = llmux({ upstream: `${mock.url}/v1`, auth: { store }, logger: { error: () => undefined } });
+    const host = express();
+    host.use(narrow);
+    for (let i = 0; i < 3; i++) {
+      expect((await request(host).get('/v1/models').set('x-api-key', 'sk-narrow-key-0001')).status).toBe(200);
+    }
+    expect((await request(host).get('/v1/models').set('x-api-key', 'sk-wrong')).status).toBe(401);
+    const chat = await request(host)
+      .post('/v1/chat/completions')
+      .set('x-api-key', 'sk-narrow-key-0001')
+      .send({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
+    expect(chat.status).toBe(200);
+    await narrow.close();
   });
 
   it('requires auth to be chosen explicitly', () => {

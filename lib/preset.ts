@@ -103,10 +103,11 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   }
   // Only the preset's own routes are observed: host routes mounted after it are not.
   if (options.tracker !== undefined) router.use('/v1', options.tracker.middleware());
-  router.use(requestContext());
+  router.use('/v1', requestContext());
   const guarded = [limit, auth, gate].filter((mw) => mw !== undefined);
   for (const path of RELAYED_ROUTES) router.post(path, ...guarded, relay);
-  const modelGuards = auth === undefined ? [] : [auth];
+  // Listing models costs nothing: authenticate, but count no quota and check no allow-list.
+  const modelGuards = auth === undefined ? [] : [auth.authenticateOnly];
   router.get(['/v1/models', '/v1/models/:model'], ...modelGuards, models);
   router.use('/v1', unknownRoute);
   router.use(recovery({ logger: options.logger }));

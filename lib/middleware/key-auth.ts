@@ -59,6 +59,11 @@ export interface KeyAuth {
   readonly store: KeyStore;
   /** The pricing it bills with. */
   readonly pricing: Pricing;
+  /**
+   * The same authentication (and failed-auth limiter) without admission: no allow-list, budget,
+   * window or quota is checked or counted. For routes that cost nothing, such as `/v1/models`.
+   */
+  readonly authenticateOnly: (req: IncomingMessage, res: ServerResponse, next: Next) => void;
   /** Closes the private store, if it made one. Idempotent. */
   close(): Promise<void>;
 }
@@ -115,6 +120,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     req: IncomingMessage,
     res: ServerResponse,
     ctx: RequestContext,
+    admit: boolean,
   ): Promise<boolean> {
     const now = clock();
     const address = clientAddress(req);
@@ -134,6 +140,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     ctx.keyId = key.id;
     ctx.teamId = key.teamId;
     ctx.userId = key.userId;
+    if (!admit) return true;
     if (!(await modelPermitted(key, ctx.model))) {
       refuse(
         res,
@@ -195,18 +202,21 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     return true;
   }
 
-  const middleware = function llmuxKeyAuth(req: IncomingMessage, res: ServerResponse, next: Next): void {
-    const ctx = ensureContext(req, res);
-    authenticate(req, res, ctx).then(
-      (admitted) => {
-        // A client that left during admission gets nothing more; its reservation is settled.
-        if (admitted && !(res as { closed?: boolean }).closed) next();
-      },
-      (err: unknown) => {
-        refuse(res, ctx, storeUnavailable(err));
-      },
-    );
-  } as KeyAuth;
+  const handler = (admit: boolean) =>
+    function llmuxKeyAuth(req: IncomingMessage, res: ServerResponse, next: Next): void {
+      const ctx = ensureContext(req, res);
+      authenticate(req, res, ctx, admit).then(
+        (passed) => {
+          // A client that left during admission gets nothing more; its reservation is settled.
+          if (passed && !(res as { closed?: boolean }).closed) next();
+        },
+        (err: unknown) => {
+          refuse(res, ctx, storeUnavailable(err));
+        },
+      );
+    };
+  const middleware = handler(true) as KeyAuth;
+  Object.defineProperty(middleware, 'authenticateOnly', { value: handler(false) });
   Object.defineProperty(middleware, 'store', { value: keyStore });
   Object.defineProperty(middleware, 'pricing', { value: pricing });
   middleware.close = () => (ownStore === undefined ? Promise.resolve() : ownStore.close());
