@@ -1,8 +1,20 @@
 // A counting semaphore whose permits live in Redis, shared by every instance of the host app: held
 // permits are leases renewed while the work runs, so a crashed instance's permits come back alone.
-import { createHash, randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { isStoreUnavailableError, StoreUnavailableError } from '../keys/redis-store.js';
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { isStoreUnavailableError } from '../keys/errors.js';
+import {
+  ConnectionWait,
+  evalScript,
+  openRedisClient,
+  ownConnectionOptions,
+  reconnectDelayMs,
+  redisScript,
+  toStoreError,
+  withinTimeout,
+  type RedisScript,
+} from '../redis/connection.js';
+import { failOpenOption, stringOption } from '../redis/options.js';
 import { ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT } from './redis-gate-scripts.js';
 import { GateRejection, resolveSemaphoreOptions, type GateRejectionCode } from './semaphore.js';
 import { WaiterList, type WaiterListNode } from './waiter-list.js';
@@ -105,20 +117,10 @@ const MAX_BATCH = 128;
 const MIN_RETRY_AFTER_MS = 1_000;
 const MAX_RETRY_AFTER_MS = 60_000;
 const HOLD_AVERAGE_WEIGHT = 0.2;
-/** Redis errors that mean "not now" rather than "wrong". */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOREPLICAS)\b/;
-const URL_PATTERN = /^rediss?:\/\//i;
-
-interface Script {
-  readonly lua: string;
-  readonly sha: string;
-}
-const script = (lua: string): Script =>
-  Object.freeze({ lua, sha: createHash('sha1').update(lua).digest('hex') });
 const SCRIPTS = Object.freeze({
-  acquire: script(ACQUIRE_SCRIPT),
-  release: script(RELEASE_SCRIPT),
-  renew: script(RENEW_SCRIPT),
+  acquire: redisScript(ACQUIRE_SCRIPT),
+  release: redisScript(RELEASE_SCRIPT),
+  renew: redisScript(RENEW_SCRIPT),
 });
 
 // Friend access between the semaphore, its permits and its waiters, kept off the public API.
@@ -282,10 +284,9 @@ export class RedisSemaphore {
   #renewTimer: NodeJS.Timeout | undefined = undefined;
   #renewing = false;
   #closed = false;
-  #quitting = false;
   #closing: Promise<void> | undefined = undefined;
-  #connecting: Promise<void> | undefined = undefined;
-  #stopConnecting: ((err: Error) => void) | undefined = undefined;
+  /** One wait for the client's connection, shared by every call that needs it. */
+  readonly #connection: ConnectionWait;
   readonly #onMessage = (channel: string, message: string): void => {
     // Our own releases already woke us when their reply came.
     if (channel === this.#channel && message !== this.#instanceId) this.#wakeUp(true);
@@ -318,39 +319,17 @@ export class RedisSemaphore {
     this.#timeoutMs = integerOption(owner, 'commandTimeoutMs', options.commandTimeoutMs, 500, 1);
     const name = stringOption(owner, 'name', options.name, 'default');
     const prefix = stringOption(owner, 'prefix', options.prefix, 'llmux:');
-    const onStoreError = options.onStoreError ?? 'fail-closed';
-    if (onStoreError !== 'fail-closed' && onStoreError !== 'fail-open') {
-      throw new TypeError(
-        `${owner}: onStoreError must be 'fail-closed' or 'fail-open', got ${String(onStoreError)}`,
-      );
-    }
-    this.#failOpen = onStoreError === 'fail-open';
+    this.#failOpen = failOpenOption(owner, options.onStoreError);
 
-    const { redis, url } = options;
-    if ((redis === undefined) === (url === undefined)) {
-      throw new TypeError(`${owner}: give redis (an ioredis client) or url, exactly one of them`);
-    }
-    if (redis !== undefined) {
-      if (!isRedisClient(redis)) {
-        throw new TypeError(`${owner}: redis must be an ioredis client (new Redis(...))`);
-      }
-      this.#client = redis;
-      this.#ownsClient = false;
-    } else {
-      // The URL may hold a password: it is never echoed.
-      if (typeof url !== 'string' || !URL_PATTERN.test(url)) {
-        throw new TypeError(`${owner}: url must be a redis:// or rediss:// URL`);
-      }
-      this.#client = new Redis(url, {
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
-        // ioredis waits this long for a socket to end, even one that is already gone.
-        disconnectTimeout: this.#timeoutMs,
-        retryStrategy: reconnectDelayMs,
-      });
-      this.#client.on('error', this.#onClientError);
-      this.#ownsClient = true;
-    }
+    const opened = openRedisClient(
+      owner,
+      options,
+      ownConnectionOptions(this.#timeoutMs),
+      this.#onClientError,
+    );
+    this.#client = opened.client;
+    this.#ownsClient = opened.ownsClient;
+    this.#connection = new ConnectionWait(this.#client);
     this.#key = `${prefix}gate:${name}`;
     this.#channel = `${this.#client.options.keyPrefix ?? ''}${this.#key}:released`;
     // The subscriber waits for its connection (offline queue on) and resubscribes after a
@@ -440,8 +419,7 @@ export class RedisSemaphore {
         // Unreachable: the leases run out by themselves.
       }
     }
-    this.#quitting = true;
-    this.#stopConnecting?.(new StoreUnavailableError('the distributed gate is closed'));
+    this.#connection.stop('the distributed gate is closed', this.#ownsClient);
     const subscriber = this.#subscriber;
     subscriber.off('message', this.#onMessage);
     subscriber.off('ready', this.#onSubscriberReady);
@@ -553,7 +531,7 @@ export class RedisSemaphore {
         } catch (err) {
           // A timed-out call may still run later: give back whatever it might take.
           this.#exec(SCRIPTS.release, [this.#channel, this.#instanceId, ...holderIds]).catch(() => {});
-          this.#failWaiters(storeError(err));
+          this.#failWaiters(toStoreError(err));
           return;
         }
         const admitted = Number(reply[0]);
@@ -687,84 +665,24 @@ export class RedisSemaphore {
   }
 
   /** Runs `target` on the holder set once Redis is connected, within `commandTimeoutMs`. */
-  #exec(target: Script, args: string[]): Promise<unknown> {
+  #exec(target: RedisScript, args: string[]): Promise<unknown> {
     return this.#bounded(this.#evaluate(target, args));
   }
 
-  async #evaluate(target: Script, args: string[]): Promise<unknown> {
-    const waiting = this.#whenConnected();
+  async #evaluate(target: RedisScript, args: string[]): Promise<unknown> {
+    const waiting = this.#connection.whenReady();
     if (waiting !== undefined) await waiting;
-    try {
-      return await this.#client.evalsha(target.sha, 1, this.#key, ...args);
-    } catch (err) {
-      // After a restart or SCRIPT FLUSH, Redis has forgotten the script: load it and run again.
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      await this.#client.script('LOAD', target.lua);
-      return await this.#client.evalsha(target.sha, 1, this.#key, ...args);
-    }
+    return evalScript(this.#client, target, this.#key, args);
   }
 
   /** `work`, or a {@link StoreUnavailableError} when it fails to reach Redis or takes too long. */
   async #bounded<T>(work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () => reject(new StoreUnavailableError(`Redis did not answer within ${this.#timeoutMs} ms`)),
-        this.#timeoutMs,
-      );
-      timer.unref();
-    });
-    // The loser of the race must not become an unhandled rejection.
-    work.catch(() => {});
     try {
-      return await Promise.race([work, timeout]);
+      return await withinTimeout(work, this.#timeoutMs);
     } catch (err) {
-      throw storeError(err);
-    } finally {
-      clearTimeout(timer);
+      throw toStoreError(err);
     }
   }
-
-  /**
-   * Undefined when the client is ready; a wait for it while it is connecting; a rejection at once
-   * while it is down (reconnecting, closed), so calls fail fast rather than queue.
-   */
-  #whenConnected(): Promise<void> | undefined {
-    const client = this.#client;
-    const status = client.status;
-    if (status === 'ready') return undefined;
-    if (this.#quitting && this.#ownsClient) {
-      return Promise.reject(new StoreUnavailableError('the distributed gate is closed'));
-    }
-    if (status !== 'wait' && status !== 'connecting' && status !== 'connect') {
-      return Promise.reject(new StoreUnavailableError(`the Redis connection is ${status}`));
-    }
-    this.#connecting ??= new Promise<void>((resolve, reject) => {
-      const settle = (err?: Error): void => {
-        client.off('ready', onReady);
-        client.off('close', onClose);
-        client.off('end', onClose);
-        this.#connecting = undefined;
-        this.#stopConnecting = undefined;
-        if (err === undefined) resolve();
-        else reject(err);
-      };
-      const onReady = (): void => settle();
-      const onClose = (): void => settle(new StoreUnavailableError('the Redis connection closed'));
-      client.on('ready', onReady);
-      client.on('close', onClose);
-      client.on('end', onClose);
-      this.#stopConnecting = settle;
-      // A lazy client connects on demand; with its offline queue off it would refuse instead.
-      if (status === 'wait') client.connect().catch(() => {});
-    });
-    return this.#connecting;
-  }
-}
-
-/** Reconnect backoff of the connections the gate opens: 100 ms doubling up to 2 s. */
-function reconnectDelayMs(attempt: number): number {
-  return Math.min(50 * 2 ** Math.min(attempt, 6), 2_000);
 }
 
 function integerOption(
@@ -781,32 +699,4 @@ function integerOption(
     );
   }
   return value;
-}
-
-function stringOption(owner: string, name: string, value: string | undefined, fallback: string): string {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'string' || value.length === 0 || value.length > 256) {
-    throw new TypeError(`${owner}: ${name} must be a string of 1-256 characters, got ${String(value)}`);
-  }
-  return value;
-}
-
-function isRedisClient(value: unknown): value is Redis {
-  const client = value as Partial<Redis> | null;
-  return (
-    typeof client === 'object' &&
-    client !== null &&
-    typeof client.evalsha === 'function' &&
-    typeof client.duplicate === 'function' &&
-    typeof client.status === 'string' &&
-    typeof client.options === 'object'
-  );
-}
-
-/** A Redis error as the gate reports it: unreachable or busy is `store_unavailable`. */
-function storeError(err: unknown): Error {
-  if (isStoreUnavailableError(err)) return err;
-  // A reply error Redis answered is a fault (a foreign key under the gate's name), not an outage.
-  if (err instanceof Error && err.name === 'ReplyError' && !TRANSIENT_REPLY.test(err.message)) return err;
-  return new StoreUnavailableError('Redis is unavailable', { cause: err });
 }

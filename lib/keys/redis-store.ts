@@ -1,10 +1,20 @@
 // The shared KeyStore: keys, teams, users and their accounting in Redis (ioredis), so several
 // instances enforce one set of budgets and limits. Each decision is one Lua script; every round
 // trip is bounded by a timeout, and an unreachable Redis is a clear `store_unavailable` error.
-import { StoreUnavailableError, isStoreUnavailableError } from './errors.js';
-import { createHash, randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { KeyStoreError, isKeyStoreError } from './errors.js';
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import {
+  ConnectionWait,
+  evalScript,
+  openRedisClient,
+  ownConnectionOptions,
+  redisScript,
+  toStoreError,
+  withinTimeout,
+  type RedisScript,
+} from '../redis/connection.js';
+import { failOpenOption, positiveIntegerOption, stringOption } from '../redis/options.js';
+import { KeyStoreError, StoreUnavailableError, isKeyStoreError, isStoreUnavailableError } from './errors.js';
 import {
   ADMIT_SCRIPT,
   AUTH_SCRIPT,
@@ -119,34 +129,24 @@ export interface RedisKeyStoreOptions extends AccountingOptions {
   seed?: KeyStoreSeed;
 }
 
-/** A Lua script and its SHA-1, for EVALSHA. */
-interface Script {
-  readonly lua: string;
-  readonly sha: string;
-}
-
-const script = (lua: string): Script =>
-  Object.freeze({ lua, sha: createHash('sha1').update(lua).digest('hex') });
-
 /** Every script of the store; immutable. */
 const SCRIPTS = Object.freeze({
-  read: script(READ_SCRIPT),
-  createKey: script(CREATE_KEY_SCRIPT),
-  createRecord: script(CREATE_RECORD_SCRIPT),
-  update: script(UPDATE_SCRIPT),
-  remove: script(DELETE_SCRIPT),
-  admit: script(ADMIT_SCRIPT),
-  settle: script(SETTLE_SCRIPT),
-  spend: script(SPEND_SCRIPT),
-  auth: script(AUTH_SCRIPT),
+  read: redisScript(READ_SCRIPT),
+  createKey: redisScript(CREATE_KEY_SCRIPT),
+  createRecord: redisScript(CREATE_RECORD_SCRIPT),
+  update: redisScript(UPDATE_SCRIPT),
+  remove: redisScript(DELETE_SCRIPT),
+  admit: redisScript(ADMIT_SCRIPT),
+  settle: redisScript(SETTLE_SCRIPT),
+  spend: redisScript(SPEND_SCRIPT),
+  auth: redisScript(AUTH_SCRIPT),
 });
 
+const OWNER = 'RedisKeyStore';
 /** Reservation ids `admit` hands out while failing open; `settle` ignores them. */
 const FAIL_OPEN_PREFIX = 'failopen_';
 /** Most records remembered for answering reads while failing open. */
 const MAX_REMEMBERED_RECORDS = 10_000;
-/** Redis errors that mean "not now" rather than "wrong". */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOREPLICAS)\b/;
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 /** Record fields stored as numbers, booleans and JSON (all others are strings). */
 const NUMBER_FIELDS: ReadonlySet<string> = new Set([
@@ -215,8 +215,7 @@ export class RedisKeyStore implements KeyStore {
   private seedPending: ResolvedSeed | undefined;
   private seedRun: Promise<void> | undefined;
   /** One wait for the connection to become ready, shared by every call that needs it. */
-  private connecting: Promise<void> | undefined;
-  private stopConnecting: ((err: Error) => void) | undefined;
+  private readonly connection: ConnectionWait;
   private closing: Promise<void> | undefined;
   private readonly onClientError = (): void => {
     // Connection errors surface as `store_unavailable` on the calls they fail; ioredis
@@ -233,21 +232,11 @@ export class RedisKeyStore implements KeyStore {
     this.authWindowMs = accounting.authWindowMs;
     this.authMaxTracked = accounting.authMaxTracked;
     this.retentionDays = accounting.retentionDays;
-    const prefix = options.prefix ?? 'llmux:';
-    if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 256) {
-      throw new TypeError(
-        `RedisKeyStore: prefix must be a string of 1-256 characters, got ${String(prefix)}`,
-      );
-    }
-    const onStoreError = options.onStoreError ?? 'fail-closed';
-    if (onStoreError !== 'fail-closed' && onStoreError !== 'fail-open') {
-      throw new TypeError(
-        `RedisKeyStore: onStoreError must be 'fail-closed' or 'fail-open', got ${String(onStoreError)}`,
-      );
-    }
-    this.failOpen = onStoreError === 'fail-open';
-    this.timeoutMs = positiveInteger('commandTimeoutMs', options.commandTimeoutMs, 500);
-    this.holdMs = positiveInteger('reservationTtlMs', options.reservationTtlMs, 3_600_000);
+    // `null` has always meant the default prefix here.
+    const prefix = stringOption(OWNER, 'prefix', options.prefix ?? undefined, 'llmux:');
+    this.failOpen = failOpenOption(OWNER, options.onStoreError);
+    this.timeoutMs = positiveIntegerOption(OWNER, 'commandTimeoutMs', options.commandTimeoutMs, 500);
+    this.holdMs = positiveIntegerOption(OWNER, 'reservationTtlMs', options.reservationTtlMs, 3_600_000);
     const clock = options.clock ?? Date.now;
     if (typeof clock !== 'function') {
       throw new TypeError(`RedisKeyStore: clock must be a function, got ${String(clock)}`);
@@ -255,31 +244,10 @@ export class RedisKeyStore implements KeyStore {
     this.clock = clock;
     if (options.seed !== undefined) this.seedPending = checkSeed(options.seed, accounting.pepper);
 
-    const { redis, url } = options;
-    if ((redis === undefined) === (url === undefined)) {
-      throw new TypeError('RedisKeyStore: give redis (an ioredis client) or url, exactly one of them');
-    }
-    if (redis !== undefined) {
-      if (!isRedisClient(redis)) {
-        throw new TypeError('RedisKeyStore: redis must be an ioredis client (new Redis(...))');
-      }
-      this.client = redis;
-      this.ownsClient = false;
-    } else {
-      // The URL may hold a password: it is never echoed.
-      if (typeof url !== 'string' || !/^rediss?:\/\//i.test(url)) {
-        throw new TypeError('RedisKeyStore: url must be a redis:// or rediss:// URL');
-      }
-      this.client = new Redis(url, {
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
-        // ioredis waits this long for a socket to end, even one that is already gone.
-        disconnectTimeout: this.timeoutMs,
-        retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
-      });
-      this.client.on('error', this.onClientError);
-      this.ownsClient = true;
-    }
+    const opened = openRedisClient(OWNER, options, ownConnectionOptions(this.timeoutMs), this.onClientError);
+    this.client = opened.client;
+    this.ownsClient = opened.ownsClient;
+    this.connection = new ConnectionWait(this.client);
     this.keyPrefix = (this.client.options.keyPrefix ?? '') + prefix;
     const instance = randomBytes(9).toString('base64url');
     this.reservationPrefix = `res_${instance}_`;
@@ -540,7 +508,7 @@ export class RedisKeyStore implements KeyStore {
   }
 
   private async shutdown(): Promise<void> {
-    this.stopConnecting?.(new StoreUnavailableError('the key store is closed'));
+    this.connection.stop('the key store is closed', this.ownsClient);
     if (!this.ownsClient) return;
     const client = this.client;
     if (client.status === 'ready') {
@@ -748,103 +716,30 @@ export class RedisKeyStore implements KeyStore {
   }
 
   /** Runs `script` once Redis is connected, within `commandTimeoutMs`. */
-  private exec(target: Script, args: string[]): Promise<unknown> {
+  private exec(target: RedisScript, args: string[]): Promise<unknown> {
     return this.bounded(this.evaluate(target, args));
   }
 
-  private async evaluate(target: Script, args: string[]): Promise<unknown> {
-    const waiting = this.whenConnected();
+  private async evaluate(target: RedisScript, args: string[]): Promise<unknown> {
+    const waiting = this.connection.whenReady();
     if (waiting !== undefined) await waiting;
-    try {
-      return await this.client.evalsha(target.sha, 0, ...args);
-    } catch (err) {
-      // After a restart or SCRIPT FLUSH, Redis has forgotten the script: load it and run again.
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      await this.client.script('LOAD', target.lua);
-      return await this.client.evalsha(target.sha, 0, ...args);
-    }
+    return evalScript(this.client, target, undefined, args);
   }
 
   private async pingOnce(): Promise<void> {
-    const waiting = this.whenConnected();
+    const waiting = this.connection.whenReady();
     if (waiting !== undefined) await waiting;
     await this.client.ping();
   }
 
   /** `work`, or a {@link StoreUnavailableError} when it fails to reach Redis or takes too long. */
   private async bounded<T>(work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () => reject(new StoreUnavailableError(`Redis did not answer within ${this.timeoutMs} ms`)),
-        this.timeoutMs,
-      );
-      timer.unref();
-    });
     try {
-      return await Promise.race([work, timeout]);
+      return await withinTimeout(work, this.timeoutMs);
     } catch (err) {
-      throw storeError(err);
-    } finally {
-      clearTimeout(timer);
+      throw isKeyStoreError(err) ? err : toStoreError(err);
     }
   }
-
-  /**
-   * Undefined when the client is ready; a wait for it while it is connecting; a rejection at once
-   * while it is down (reconnecting, closed), so calls fail fast rather than queue.
-   */
-  private whenConnected(): Promise<void> | undefined {
-    const client = this.client;
-    const status = client.status;
-    if (status === 'ready') return undefined;
-    if (this.closing !== undefined && this.ownsClient) {
-      return Promise.reject(new StoreUnavailableError('the key store is closed'));
-    }
-    if (status !== 'wait' && status !== 'connecting' && status !== 'connect') {
-      return Promise.reject(new StoreUnavailableError(`the Redis connection is ${status}`));
-    }
-    this.connecting ??= new Promise<void>((resolve, reject) => {
-      const settle = (err?: Error): void => {
-        client.off('ready', onReady);
-        client.off('close', onClose);
-        client.off('end', onClose);
-        this.connecting = undefined;
-        this.stopConnecting = undefined;
-        if (err === undefined) resolve();
-        else reject(err);
-      };
-      const onReady = (): void => settle();
-      const onClose = (): void => settle(new StoreUnavailableError('the Redis connection closed'));
-      client.on('ready', onReady);
-      client.on('close', onClose);
-      client.on('end', onClose);
-      this.stopConnecting = settle;
-      // A lazy client connects on demand; with its offline queue off it would refuse instead.
-      if (status === 'wait') client.connect().catch(() => {});
-    });
-    return this.connecting;
-  }
-}
-
-function positiveInteger(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new TypeError(`RedisKeyStore: ${name} must be a positive integer, got ${String(value)}`);
-  }
-  return value;
-}
-
-function isRedisClient(value: unknown): value is Redis {
-  const client = value as Partial<Redis> | null;
-  return (
-    typeof client === 'object' &&
-    client !== null &&
-    typeof client.evalsha === 'function' &&
-    typeof client.script === 'function' &&
-    typeof client.status === 'string' &&
-    typeof client.options === 'object'
-  );
 }
 
 /**
@@ -874,14 +769,6 @@ function checkSeed(seed: KeyStoreSeed, pepper: string | undefined): ResolvedSeed
   check(resolved.users, 'users', USER_CREATE_FIELDS, ['name']);
   check(resolved.keys, 'keys', KEY_CREATE_FIELDS, ['name', 'hash', 'prefix']);
   return resolved;
-}
-
-/** A Redis error as the store reports it: unreachable or busy is `store_unavailable`. */
-function storeError(err: unknown): unknown {
-  if (isStoreUnavailableError(err) || isKeyStoreError(err)) return err;
-  // A reply error Redis answered is a fault (a bug, a foreign key under the prefix), not an outage.
-  if (err instanceof Error && err.name === 'ReplyError' && !TRANSIENT_REPLY.test(err.message)) return err;
-  return new StoreUnavailableError('Redis is unavailable', { cause: err });
 }
 
 function notFoundKey(): KeyStoreError {

@@ -1,11 +1,20 @@
 // Shares an UpstreamPool's health and daily counts between instances through Redis: local
 // transitions are merged into one hash per upstream and published, attempts are INCRBY'd per day.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { StoreUnavailableError } from '../keys/redis-store.js';
+import { StoreUnavailableError } from '../keys/errors.js';
 import { utcDayNumber } from '../keys/utc.js';
 import { stderrLogger, type Logger } from '../middleware/recovery.js';
 import { redactSecrets } from '../redact.js';
+import {
+  evalScript,
+  openRedisClient,
+  ownConnectionOptions,
+  redisScript,
+  withinTimeout,
+  type RedisScript,
+} from '../redis/connection.js';
+import { positiveIntegerOption, stringOption } from '../redis/options.js';
 import type { UpstreamPool, UpstreamPoolObserver, UpstreamStateChange } from './pool.js';
 import type { UpstreamEndpoint } from './source.js';
 
@@ -118,16 +127,7 @@ redis.call('PUBLISH', ARGV[3], cjson.encode({ 'c', ARGV[4], ARGV[5], ARGV[6], to
 return total
 `;
 
-/** A Lua script and its SHA-1, for EVALSHA. */
-interface Script {
-  readonly lua: string;
-  readonly sha: string;
-}
-
-const script = (lua: string): Script =>
-  Object.freeze({ lua, sha: createHash('sha1').update(lua).digest('hex') });
-
-const SCRIPTS = Object.freeze({ state: script(STATE_LUA), count: script(COUNT_LUA) });
+const SCRIPTS = Object.freeze({ state: redisScript(STATE_LUA), count: redisScript(COUNT_LUA) });
 
 /** The fields of an upstream's hash, in the order HMGET and the state script answer them. */
 const STATE_FIELDS = ['version', 'resetVersion', 'disabled', 'until', 'halfOpen'] as const;
@@ -240,51 +240,34 @@ class PoolStateSharer implements PoolStateSharing, UpstreamPoolObserver {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError(`${OWNER}: options must be an object, got ${describe(options)}`);
     }
-    const prefix = options.prefix ?? 'llmux:';
-    if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 256) {
-      throw new TypeError(`${OWNER}: prefix must be a string of 1-256 characters, got ${describe(prefix)}`);
-    }
+    // `null` has always meant the default prefix here.
+    const prefix = stringOption(OWNER, 'prefix', options.prefix ?? undefined, 'llmux:', describe);
     if (options.channel !== undefined && (typeof options.channel !== 'string' || options.channel === '')) {
       throw new TypeError(`${OWNER}: channel must be a non-empty string, got ${describe(options.channel)}`);
     }
-    this.timeoutMs = positiveInteger('commandTimeoutMs', options.commandTimeoutMs, 500);
-    this.ttlMs = positiveInteger('stateTtlMs', options.stateTtlMs, 86_400_000);
+    this.timeoutMs = positiveIntegerOption(
+      OWNER,
+      'commandTimeoutMs',
+      options.commandTimeoutMs,
+      500,
+      describe,
+    );
+    this.ttlMs = positiveIntegerOption(OWNER, 'stateTtlMs', options.stateTtlMs, 86_400_000, describe);
     const logger = options.logger ?? stderrLogger;
     if (typeof logger !== 'object' || logger === null || typeof logger.error !== 'function') {
       throw new TypeError(`${OWNER}: logger must have an error() method, got ${describe(logger)}`);
     }
     this.logger = logger;
 
-    const { redis, url } = options;
-    if ((redis === undefined) === (url === undefined)) {
-      throw new TypeError(`${OWNER}: give redis (an ioredis client) or url, exactly one of them`);
-    }
-    if (redis !== undefined) {
-      if (!isRedisClient(redis)) {
-        throw new TypeError(`${OWNER}: redis must be an ioredis client (new Redis(...))`);
-      }
-      this.client = redis;
-      this.ownsClient = false;
-      // Subscribed only once ready (see drain), so the host's offline queue never matters here.
-      this.subscriber = redis.duplicate({ autoResubscribe: false });
-    } else {
-      // The URL may hold a password: it is never echoed.
-      if (typeof url !== 'string' || !/^rediss?:\/\//i.test(url)) {
-        throw new TypeError(`${OWNER}: url must be a redis:// or rediss:// URL`);
-      }
-      const connection = {
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
-        autoResubscribe: false,
-        // ioredis waits this long for a socket to end, even one that is already gone.
-        disconnectTimeout: this.timeoutMs,
-        retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
-      };
-      this.client = new Redis(url, connection);
-      this.subscriber = new Redis(url, connection);
-      this.client.on('error', this.onConnectionError);
-      this.ownsClient = true;
-    }
+    // The subscriber, too, reconnects without resubscribing: it subscribes anew once ready (see drain).
+    const connection = { ...ownConnectionOptions(this.timeoutMs), autoResubscribe: false };
+    const opened = openRedisClient(OWNER, options, connection, this.onConnectionError);
+    this.client = opened.client;
+    this.ownsClient = opened.ownsClient;
+    // Subscribed only once ready (see drain), so the host's offline queue never matters here.
+    this.subscriber = opened.ownsClient
+      ? new Redis(options.url as string, connection)
+      : opened.client.duplicate({ autoResubscribe: false });
     this.prefix = prefix;
     this.channel = options.channel ?? `${this.client.options.keyPrefix ?? ''}${prefix}pool:events`;
 
@@ -656,32 +639,16 @@ class PoolStateSharer implements PoolStateSharing, UpstreamPoolObserver {
   }
 
   /** Runs `target` by SHA; a Redis that forgot it (restart, SCRIPT FLUSH) gets the source. */
-  private async run(target: Script, key: string, args: string[]): Promise<unknown> {
-    try {
-      return await this.client.evalsha(target.sha, 1, key, ...args);
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return await this.client.eval(target.lua, 1, key, ...args);
-    }
+  private run(target: RedisScript, key: string, args: string[]): Promise<unknown> {
+    return evalScript(this.client, target, key, args, 'eval');
   }
 
-  /** `work`, or a {@link StoreUnavailableError} when it takes longer than `commandTimeoutMs`. */
-  private async bounded<T>(work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () => reject(new StoreUnavailableError(`Redis did not answer within ${this.timeoutMs} ms`)),
-        this.timeoutMs,
-      );
-      timer.unref();
-    });
-    // A late rejection of the abandoned work must never be unhandled.
-    work.catch(ignore);
-    try {
-      return await Promise.race([work, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  /**
+   * `work`, or a {@link StoreUnavailableError} when it takes longer than `commandTimeoutMs`.
+   * Other errors stay as Redis gave them: the outage report quotes them.
+   */
+  private bounded<T>(work: Promise<T>): Promise<T> {
+    return withinTimeout(work, this.timeoutMs);
   }
 
   private async shutdown(): Promise<void> {
@@ -728,26 +695,6 @@ function flag(value: boolean): string {
 }
 
 function ignore(): void {}
-
-function positiveInteger(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new TypeError(`${OWNER}: ${name} must be a positive integer, got ${describe(value)}`);
-  }
-  return value;
-}
-
-function isRedisClient(value: unknown): value is Redis {
-  const client = value as Partial<Redis> | null;
-  return (
-    typeof client === 'object' &&
-    client !== null &&
-    typeof client.evalsha === 'function' &&
-    typeof client.duplicate === 'function' &&
-    typeof client.status === 'string' &&
-    typeof client.options === 'object'
-  );
-}
 
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
