@@ -1,0 +1,144 @@
+// One server of the relay benchmark, run in its own child process by bench/relay.ts:
+// `mock` (the shipped mock upstream) or a relay scenario (S1, S1u, S2, S3, S4) in front of it.
+// It reports `{ port }` over IPC once listening and exits when the parent goes away.
+import express from 'express';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream';
+import { createProxyMiddleware } from 'http-proxy-middleware';
+import { Pool } from 'undici';
+import {
+  bodyLimit,
+  CallbackSink,
+  createMetrics,
+  llmux,
+  MemoryKeyStore,
+  RequestTracker,
+  retry,
+  streamRelay,
+} from '../lib/index.js';
+import { createMockUpstream, type RecordedRequest } from '../lib/testing/index.js';
+import { BENCH_KEY, SSE_CHUNKS } from './relay-config.js';
+
+/** Gate limit of S4: above the highest offered concurrency (32). */
+const GATE_MAX = 256;
+const KEEP_ALIVE_MS = 60_000;
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'upgrade']);
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+function listen(handler: Handler): Promise<http.Server> {
+  const server = http.createServer(handler);
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+function fail(res: http.ServerResponse, err: unknown): void {
+  if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+  res.end(String(err));
+}
+
+function rawHttp(upstream: string): Handler {
+  const target = new URL(upstream);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+  return (req, res) => {
+    const out = http.request(
+      {
+        agent,
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    out.on('error', (err) => fail(res, err));
+    req.pipe(out);
+  };
+}
+
+function undiciPool(upstream: string): Handler {
+  const pool = new Pool(upstream, { connections: 128, keepAliveTimeout: KEEP_ALIVE_MS });
+  return (req, res) => {
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+    }
+    pool
+      .request({ method: req.method as 'POST', path: req.url ?? '/', headers, body: req })
+      .then((up) => {
+        const out: Record<string, string | string[]> = {};
+        for (const [name, value] of Object.entries(up.headers)) {
+          if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+        }
+        res.writeHead(up.statusCode, out);
+        pipeline(up.body, res, () => {});
+      })
+      .catch((err: unknown) => fail(res, err));
+  };
+}
+
+function bareProxy(upstream: string): Handler {
+  const app = express();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+  app.use(createProxyMiddleware({ target: upstream, agent }));
+  return app;
+}
+
+function relayAlone(upstream: string): Handler {
+  const app = express();
+  app.post('/v1/chat/completions', bodyLimit(), streamRelay({ upstream: `${upstream}/v1` }));
+  return app;
+}
+
+function fullPreset(upstream: string): Handler {
+  const store = new MemoryKeyStore({ seed: { keys: [{ id: 'bench', name: 'bench', key: BENCH_KEY }] } });
+  const app = express();
+  app.use(
+    llmux({
+      upstream: `${upstream}/v1`,
+      auth: { store },
+      gate: { max: GATE_MAX },
+      relay: { retry: retry({ attempts: 2 }) },
+      metrics: createMetrics(),
+      tracker: new RequestTracker({ sink: new CallbackSink(() => {}) }),
+    }),
+  );
+  return app;
+}
+
+const RELAYS: Record<string, (upstream: string) => Handler> = {
+  S1: rawHttp,
+  S1u: undiciPool,
+  S2: bareProxy,
+  S3: relayAlone,
+  S4: fullPreset,
+};
+
+async function main(): Promise<void> {
+  const [scenario, upstream] = process.argv.slice(2);
+  let port: number;
+  if (scenario === 'mock') {
+    const mock = await createMockUpstream({ maxRecorded: 0, keepAliveTimeoutMs: KEEP_ALIVE_MS });
+    mock.setBehaviour((req: RecordedRequest) =>
+      (req.body as { stream?: unknown } | undefined)?.stream === true ? { chunks: SSE_CHUNKS } : {},
+    );
+    port = mock.port;
+  } else {
+    const make = scenario === undefined ? undefined : RELAYS[scenario];
+    if (make === undefined || upstream === undefined)
+      throw new Error(`relay-server: unknown scenario ${scenario}`);
+    port = ((await listen(make(upstream))).address() as AddressInfo).port;
+  }
+  process.send?.({ port });
+}
+
+process.on('disconnect', () => process.exit(0));
+main().catch((err: unknown) => {
+  process.stderr.write(`${String((err as Error)?.stack ?? err)}\n`);
+  process.exit(1);
+});
