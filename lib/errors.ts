@@ -182,6 +182,21 @@ export const errors = {
       type: 'upstream_error',
       code: 'upstream_decode_error',
     }),
+  storeUnavailable: (what: string, cause?: unknown) =>
+    new LlmuxError(`the ${what} is unavailable; retry later`, {
+      status: 503,
+      type: 'server_error',
+      code: 'store_unavailable',
+      retryAfterSeconds: 1,
+      cause,
+    }),
+  gateClosed: () =>
+    new LlmuxError('the server is shutting down; retry later', {
+      status: 503,
+      type: 'overloaded_error',
+      code: 'gate_closed',
+      retryAfterSeconds: 1,
+    }),
   overloaded: (message = 'the server is overloaded; retry later', retryAfterSeconds = 1) =>
     new LlmuxError(message, {
       status: 503,

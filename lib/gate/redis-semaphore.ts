@@ -1,5 +1,6 @@
 // A counting semaphore whose permits live in Redis, shared by every instance of the host app: held
 // permits are leases renewed while the work runs, so a crashed instance's permits come back alone.
+import { DROP_WAITER, QueuedWaiter } from './waiter.js';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { isStoreUnavailableError } from '../keys/errors.js';
@@ -17,7 +18,7 @@ import {
 import { failOpenOption, stringOption } from '../redis/options.js';
 import { ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT } from './redis-gate-scripts.js';
 import { GateRejection, resolveSemaphoreOptions, type GateRejectionCode } from './semaphore.js';
-import { WaiterList, type WaiterListNode } from './waiter-list.js';
+import { WaiterList } from './waiter-list.js';
 
 /** Options of {@link RedisSemaphore}. Give `redis` or `url`, not both. */
 export interface RedisSemaphoreOptions {
@@ -125,7 +126,6 @@ const SCRIPTS = Object.freeze({
 
 // Friend access between the semaphore, its permits and its waiters, kept off the public API.
 const RETURN_PERMIT = Symbol('returnPermit');
-const DROP_WAITER = Symbol('dropWaiter');
 const POLL = Symbol('poll');
 const RENEW = Symbol('renew');
 
@@ -169,41 +169,10 @@ export class RedisPermit {
   }
 }
 
-/** One queued `acquire`: a list node, and the abort listener itself (no closure per waiter). */
-class Waiter implements WaiterListNode<Waiter> {
-  prev: Waiter | undefined = undefined;
-  next: Waiter | undefined = undefined;
-  linked = false;
+/** One queued `acquire`. */
+class Waiter extends QueuedWaiter<Waiter, RedisPermit, Error> {
   /** The list the waiter is in: arriving (not yet refused once) or queued. */
   list: WaiterList<Waiter> | undefined = undefined;
-  timer: NodeJS.Timeout | undefined = undefined;
-
-  constructor(
-    readonly owner: RedisSemaphore,
-    readonly resolve: (permit: RedisPermit) => void,
-    readonly reject: (reason: Error) => void,
-    readonly signal: AbortSignal | undefined,
-    readonly enqueuedAtMs: number,
-  ) {}
-
-  /** The signal's 'abort' event. */
-  handleEvent(): void {
-    this.owner[DROP_WAITER](this, 'aborted');
-  }
-
-  /** Stops the timer and the abort listener; called on every way out of the queue. */
-  detach(): void {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    this.signal?.removeEventListener('abort', this);
-  }
-}
-
-function expireWaiter(waiter: Waiter): void {
-  waiter.timer = undefined;
-  waiter.owner[DROP_WAITER](waiter, 'queue_timeout');
 }
 
 function pollTick(semaphore: RedisSemaphore): void {
@@ -383,10 +352,7 @@ export class RedisSemaphore {
       const waiter = new Waiter(this, resolve, reject, signal, performance.now());
       waiter.list = this.#arriving;
       this.#arriving.push(waiter);
-      if (this.queueTimeoutMs !== Infinity) {
-        waiter.timer = setTimeout(expireWaiter, this.queueTimeoutMs, waiter);
-        waiter.timer.unref();
-      }
+      waiter.expireAfter(this.queueTimeoutMs);
       signal?.addEventListener('abort', waiter);
       // A round already running tries it if it reaches it, or counts it as queued.
       if (this.#pumpRun === undefined) this.#startPump();

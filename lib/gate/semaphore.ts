@@ -1,6 +1,8 @@
 // A FIFO counting semaphore with direct hand-off: a released permit goes straight to the oldest
 // waiter, so no newcomer can overtake the queue; a waiter leaves in O(1) on abort or timeout.
-import { WaiterList, type WaiterListNode } from './waiter-list.js';
+import { errors, LlmuxError } from '../errors.js';
+import { DROP_WAITER, QueuedWaiter } from './waiter.js';
+import { WaiterList } from './waiter-list.js';
 
 /**
  * Why {@link FifoSemaphore.acquire} refused. Stable; match on these, not on messages.
@@ -32,6 +34,17 @@ export class GateRejection extends Error {
 /** True when `value` is a {@link GateRejection} (also across duplicated package copies). */
 export function isGateRejection(value: unknown): value is GateRejection {
   return value instanceof GateRejection || (value instanceof Error && value.name === 'GateRejection');
+}
+
+/** The client's answer to a gate refusal: 503 in the OpenAI shape, with `Retry-After`. */
+export function gateRefusalError(reason: GateRejection): LlmuxError {
+  if (reason.code === 'closed') return errors.gateClosed();
+  return new LlmuxError(reason.message, {
+    status: 503,
+    type: 'overloaded_error',
+    code: reason.code,
+    retryAfterSeconds: Math.max(1, Math.ceil(reason.retryAfterMs / 1000)),
+  });
 }
 
 /** Options of {@link FifoSemaphore}. */
@@ -122,7 +135,6 @@ export function resolveSemaphoreOptions(
 
 // Friend access between the semaphore, its permits and its waiters, kept off the public API.
 const RETURN_PERMIT = Symbol('returnPermit');
-const DROP_WAITER = Symbol('dropWaiter');
 
 /**
  * The right to one slot of a {@link FifoSemaphore}. Release it exactly when the work ends;
@@ -156,40 +168,8 @@ export class Permit {
   }
 }
 
-/** One queued `acquire`: a list node, and the abort listener itself (no closure per waiter). */
-class Waiter implements WaiterListNode<Waiter> {
-  prev: Waiter | undefined = undefined;
-  next: Waiter | undefined = undefined;
-  linked = false;
-  timer: NodeJS.Timeout | undefined = undefined;
-
-  constructor(
-    readonly owner: FifoSemaphore,
-    readonly resolve: (permit: Permit) => void,
-    readonly reject: (reason: GateRejection) => void,
-    readonly signal: AbortSignal | undefined,
-    readonly enqueuedAtMs: number,
-  ) {}
-
-  /** The signal's 'abort' event. */
-  handleEvent(): void {
-    this.owner[DROP_WAITER](this, 'aborted');
-  }
-
-  /** Stops the timer and the abort listener; called on every way out of the queue. */
-  detach(): void {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    this.signal?.removeEventListener('abort', this);
-  }
-}
-
-function expireWaiter(waiter: Waiter): void {
-  waiter.timer = undefined;
-  waiter.owner[DROP_WAITER](waiter, 'queue_timeout');
-}
+/** One queued `acquire`. */
+class Waiter extends QueuedWaiter<Waiter, Permit, GateRejection> {}
 
 /**
  * A FIFO counting semaphore with a bounded queue and a queue timeout.
@@ -283,10 +263,7 @@ export class FifoSemaphore {
     return new Promise<Permit>((resolve, reject) => {
       const waiter = new Waiter(this, resolve, reject, signal, this.#clock());
       this.#waiters.push(waiter);
-      if (this.queueTimeoutMs !== Infinity) {
-        waiter.timer = setTimeout(expireWaiter, this.queueTimeoutMs, waiter);
-        waiter.timer.unref();
-      }
+      waiter.expireAfter(this.queueTimeoutMs);
       signal?.addEventListener('abort', waiter);
     });
   }

@@ -651,14 +651,7 @@ function readQueryInstant(name: string, text: string): number {
  * (`invalid_field` 400, `duplicate_id` / `duplicate_hash` / `in_use` 409, `not_found` 404).
  */
 function fromStoreError(err: unknown): unknown {
-  if (isStoreUnavailableError(err)) {
-    return new LlmuxError('the key store is unavailable; retry later', {
-      status: 503,
-      type: 'server_error',
-      code: 'store_unavailable',
-      retryAfterSeconds: 1,
-    });
-  }
+  if (isStoreUnavailableError(err)) return errors.storeUnavailable('key store', err);
   if (!isKeyStoreError(err)) return err;
   const param = err.field === undefined ? null : (API_FIELD_NAMES[err.field] ?? err.field);
   const message = redactSecrets(err.message);

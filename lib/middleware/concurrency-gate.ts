@@ -5,6 +5,7 @@ import { ensureContext, type RequestContext } from '../context.js';
 import { errors, LlmuxError, sendError } from '../errors.js';
 import {
   FifoSemaphore,
+  gateRefusalError,
   isGateRejection,
   resolveSemaphoreOptions,
   type FifoSemaphoreSettings,
@@ -150,7 +151,7 @@ export function concurrencyGate(options: ConcurrencyGateOptions): ConcurrencyGat
     // The client left before reaching the gate: nobody to serve, so no slot to spend.
     if (res.closed) return;
     if (closed) {
-      refuse(res, ctx, gateClosed());
+      refuse(res, ctx, errors.gateClosed());
       return;
     }
     let semaphore = shared;
@@ -230,29 +231,9 @@ function waitForSlot(res: ServerResponse, ctx: RequestContext, semaphore: FifoSe
         return;
       }
       if (reason.code === 'aborted') return; // the client is gone; nothing to answer
-      refuse(
-        res,
-        ctx,
-        reason.code === 'closed'
-          ? gateClosed()
-          : new LlmuxError(reason.message, {
-              status: 503,
-              type: 'overloaded_error',
-              code: reason.code,
-              retryAfterSeconds: Math.max(1, Math.ceil(reason.retryAfterMs / 1000)),
-            }),
-      );
+      refuse(res, ctx, gateRefusalError(reason));
     },
   );
-}
-
-function gateClosed(): LlmuxError {
-  return new LlmuxError('the server is shutting down; retry later', {
-    status: 503,
-    type: 'overloaded_error',
-    code: 'gate_closed',
-    retryAfterSeconds: 1,
-  });
 }
 
 function refuse(res: ServerResponse, ctx: RequestContext, err: LlmuxError): void {

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
 import { errors, LlmuxError, sendError } from '../errors.js';
 import { isStoreUnavailableError } from '../keys/redis-store.js';
-import { isGateRejection } from '../gate/semaphore.js';
+import { gateRefusalError, isGateRejection } from '../gate/semaphore.js';
 import {
   RedisSemaphore,
   type RedisPermit,
@@ -79,7 +79,7 @@ export function distributedGate(options: DistributedGateOptions): DistributedGat
     // The client left before reaching the gate: nobody to serve, so no permit to spend.
     if (res.closed) return;
     if (closed) {
-      refuse(res, ctx, gateClosed());
+      refuse(res, ctx, errors.gateClosed());
       return;
     }
     const pass = new GatePass(res, ctx, next);
@@ -132,7 +132,7 @@ class GatePass {
 
   refused(reason: unknown): void {
     if (isStoreUnavailableError(reason)) {
-      refuse(this.res, this.ctx, storeUnavailable(reason));
+      refuse(this.res, this.ctx, errors.storeUnavailable('concurrency gate store', reason));
       return;
     }
     if (!isGateRejection(reason)) {
@@ -140,38 +140,8 @@ class GatePass {
       return;
     }
     if (reason.code === 'aborted') return; // the client is gone; nothing to answer
-    refuse(
-      this.res,
-      this.ctx,
-      reason.code === 'closed'
-        ? gateClosed()
-        : new LlmuxError(reason.message, {
-            status: 503,
-            type: 'overloaded_error',
-            code: reason.code,
-            retryAfterSeconds: Math.max(1, Math.ceil(reason.retryAfterMs / 1000)),
-          }),
-    );
+    refuse(this.res, this.ctx, gateRefusalError(reason));
   }
-}
-
-function gateClosed(): LlmuxError {
-  return new LlmuxError('the server is shutting down; retry later', {
-    status: 503,
-    type: 'overloaded_error',
-    code: 'gate_closed',
-    retryAfterSeconds: 1,
-  });
-}
-
-function storeUnavailable(cause: unknown): LlmuxError {
-  return new LlmuxError('the concurrency gate store is unavailable; retry later', {
-    status: 503,
-    type: 'server_error',
-    code: 'store_unavailable',
-    retryAfterSeconds: 1,
-    cause,
-  });
 }
 
 function refuse(res: ServerResponse, ctx: RequestContext, err: LlmuxError): void {

@@ -211,7 +211,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
           if (passed && !(res as { closed?: boolean }).closed) next();
         },
         (err: unknown) => {
-          refuse(res, ctx, storeUnavailable(err));
+          refuse(res, ctx, errors.storeUnavailable('key store', err));
         },
       );
     };
@@ -312,16 +312,6 @@ function tooManyFailures(retryAfterMs: number): LlmuxError {
     type: 'rate_limit_error',
     code: 'too_many_auth_failures',
     retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
-  });
-}
-
-function storeUnavailable(cause: unknown): LlmuxError {
-  return new LlmuxError('the key store is unavailable; retry later', {
-    status: 503,
-    type: 'server_error',
-    code: 'store_unavailable',
-    retryAfterSeconds: 1,
-    cause,
   });
 }
 
