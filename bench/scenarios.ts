@@ -1,0 +1,117 @@
+// The relay scenarios of the benchmarks (S1, S1u, S2, S3, S4), each a plain request handler in front
+// of an upstream URL. bench/relay-server.ts serves one per child process; bench/soak-server.ts serves S4.
+import express from 'express';
+import http from 'node:http';
+import { pipeline } from 'node:stream';
+import { createProxyMiddleware } from 'http-proxy-middleware';
+import { Pool } from 'undici';
+import {
+  bodyLimit,
+  CallbackSink,
+  createMetrics,
+  llmux,
+  MemoryKeyStore,
+  RequestTracker,
+  retry,
+  streamRelay,
+} from '../lib/index.js';
+import { BENCH_KEY } from './relay-config.js';
+
+/** Gate limit of S4: above the highest offered concurrency (32). */
+const GATE_MAX = 256;
+export const KEEP_ALIVE_MS = 60_000;
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'upgrade']);
+
+export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+export function listen(handler: Handler): Promise<http.Server> {
+  const server = http.createServer(handler);
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+function fail(res: http.ServerResponse, err: unknown): void {
+  if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+  res.end(String(err));
+}
+
+function rawHttp(upstream: string): Handler {
+  const target = new URL(upstream);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+  return (req, res) => {
+    const out = http.request(
+      {
+        agent,
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    out.on('error', (err) => fail(res, err));
+    req.pipe(out);
+  };
+}
+
+function undiciPool(upstream: string): Handler {
+  const pool = new Pool(upstream, { connections: 128, keepAliveTimeout: KEEP_ALIVE_MS });
+  return (req, res) => {
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+    }
+    pool
+      .request({ method: req.method as 'POST', path: req.url ?? '/', headers, body: req })
+      .then((up) => {
+        const out: Record<string, string | string[]> = {};
+        for (const [name, value] of Object.entries(up.headers)) {
+          if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+        }
+        res.writeHead(up.statusCode, out);
+        pipeline(up.body, res, () => {});
+      })
+      .catch((err: unknown) => fail(res, err));
+  };
+}
+
+function bareProxy(upstream: string): Handler {
+  const app = express();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+  app.use(createProxyMiddleware({ target: upstream, agent }));
+  return app;
+}
+
+function relayAlone(upstream: string): Handler {
+  const app = express();
+  app.post('/v1/chat/completions', bodyLimit(), streamRelay({ upstream: `${upstream}/v1` }));
+  return app;
+}
+
+export function fullPreset(upstream: string): Handler {
+  const store = new MemoryKeyStore({ seed: { keys: [{ id: 'bench', name: 'bench', key: BENCH_KEY }] } });
+  const app = express();
+  app.use(
+    llmux({
+      upstream: `${upstream}/v1`,
+      auth: { store },
+      gate: { max: GATE_MAX },
+      relay: { retry: retry({ attempts: 2 }) },
+      metrics: createMetrics(),
+      tracker: new RequestTracker({ sink: new CallbackSink(() => {}) }),
+    }),
+  );
+  return app;
+}
+
+export const RELAYS: Record<string, (upstream: string) => Handler> = {
+  S1: rawHttp,
+  S1u: undiciPool,
+  S2: bareProxy,
+  S3: relayAlone,
+  S4: fullPreset,
+};
