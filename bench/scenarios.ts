@@ -92,17 +92,23 @@ function relayAlone(upstream: string): Handler {
   return app;
 }
 
-export function fullPreset(upstream: string): Handler {
+/** What S4 can be varied by: the tracker (the soak reads its size) and the gate's limit. */
+export interface FullPresetOptions {
+  tracker?: RequestTracker;
+  gateMax?: number;
+}
+
+export function fullPreset(upstream: string, options: FullPresetOptions = {}): Handler {
   const store = new MemoryKeyStore({ seed: { keys: [{ id: 'bench', name: 'bench', key: BENCH_KEY }] } });
   const app = express();
   app.use(
     llmux({
       upstream: `${upstream}/v1`,
       auth: { store },
-      gate: { max: GATE_MAX },
+      gate: { max: options.gateMax ?? GATE_MAX },
       relay: { retry: retry({ attempts: 2 }) },
       metrics: createMetrics(),
-      tracker: new RequestTracker({ sink: new CallbackSink(() => {}) }),
+      tracker: options.tracker ?? new RequestTracker({ sink: new CallbackSink(() => {}) }),
     }),
   );
   return app;
@@ -113,5 +119,5 @@ export const RELAYS: Record<string, (upstream: string) => Handler> = {
   S1u: undiciPool,
   S2: bareProxy,
   S3: relayAlone,
-  S4: fullPreset,
+  S4: (upstream) => fullPreset(upstream),
 };
