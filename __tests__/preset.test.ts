@@ -69,6 +69,49 @@ describe.each(expressVersions)('llmux() preset on %s', (_label, express) => {
     expect(res.text).toBe('mine');
   });
 
+  it("matches its routes with a query string, and passes one model's page through", async () => {
+    for (const path of ['/v1/chat/completions?x=1', '/v1/embeddings']) {
+      const res = await request(app)
+        .post(path)
+        .set('Authorization', `Bearer ${KEY}`)
+        .send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+      expect([path, res.status]).toEqual([path, 200]);
+    }
+    // One model's page goes to the upstream too (the mock lists models only, so it answers 404).
+    await request(app).get('/v1/models/gpt-4o-mini').set('x-api-key', KEY);
+    expect(mock.requests.at(-1)!.path).toBe('/v1/models/gpt-4o-mini');
+  });
+
+  it('answers a wrong method, another case, a trailing slash, a nested models path and /v1 with 404', async () => {
+    for (const [method, path] of [
+      ['get', '/v1/chat/completions'],
+      ['get', '/v1/models/a/b'],
+      ['post', '/v1/models'],
+      ['get', '/v1'],
+      ['post', '/v1/Chat/Completions'],
+      ['post', '/v1/chat/completions/'],
+    ] as const) {
+      const res = await request(app)[method](path).set('Authorization', `Bearer ${KEY}`);
+      expect([method, path, res.status, res.body.error?.code]).toEqual([method, path, 404, 'not_found']);
+    }
+  });
+
+  it('leaves /v1-lookalike paths to the host and works mounted under a prefix', async () => {
+    const host = express();
+    host.use('/api', gateway);
+    host.use((_req, res) => {
+      res.status(418).send('host');
+    });
+    const lookalike = await request(host).post('/api/v10/chat/completions').send({});
+    expect(lookalike.status).toBe(418);
+    const relayed = await request(host)
+      .post('/api/v1/chat/completions')
+      .set('Authorization', `Bearer ${KEY}`)
+      .send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    expect(relayed.status).toBe(200);
+    expect(mock.requests.at(-1)!.path).toBe('/v1/chat/completions');
+  });
+
   it('refuses a body above the configured bound with 413 before auth', async () => {
     const res = await request(app)
       .post('/v1/chat/completions')

@@ -94,22 +94,32 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   const router = express.Router() as LlmuxRouter;
   const metrics = options.metrics;
   const unwatch: (() => void)[] = [];
+  // Every /v1 request is observed; only the preset's own routes are (host routes after it are not).
+  const observers: Middleware[] = [];
   if (metrics !== undefined) {
-    router.use('/v1', metrics.middleware());
+    observers.push(metrics.middleware());
     if (gate !== undefined) unwatch.push(metrics.watchGate(gate));
     if (typeof (source as Partial<WatchablePool>).status === 'function') {
       unwatch.push(metrics.watchPool(source as unknown as WatchablePool));
     }
   }
-  // Only the preset's own routes are observed: host routes mounted after it are not.
-  if (options.tracker !== undefined) router.use('/v1', options.tracker.middleware());
-  router.use('/v1', requestContext());
+  if (options.tracker !== undefined) observers.push(options.tracker.middleware());
+  observers.push(requestContext());
   const guarded = [limit, auth, gate].filter((mw) => mw !== undefined);
-  for (const path of RELAYED_ROUTES) router.post(path, ...guarded, relay);
   // Listing models costs nothing: authenticate, but count no quota and check no allow-list.
   const modelGuards = auth === undefined ? [] : [auth.authenticateOnly];
-  router.get(['/v1/models', '/v1/models/:model'], ...modelGuards, models);
-  router.use('/v1', unknownRoute);
+  const chains: PresetChains = {
+    relayed: [...observers, ...guarded, relay],
+    models: [...observers, ...modelGuards, models],
+    unknown: [...observers, unknownRoute],
+  };
+  // One layer instead of one per piece and route: the router's per-layer path matching is a
+  // measurable share of a relayed request (BENCHMARKS.md).
+  router.use(function llmuxPreset(req: IncomingMessage, res: ServerResponse, next: Next): void {
+    const chain = chainFor(chains, req.method, req.url);
+    if (chain === undefined) next();
+    else runChain(chain, req, res, next);
+  });
   router.use(recovery({ logger: options.logger }));
   Object.defineProperty(router, 'pieces', { value: Object.freeze({ relay, auth, gate }) });
   router.close = async () => {
@@ -119,6 +129,70 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
     await auth?.close();
   };
   return router;
+}
+
+type Next = (err?: unknown) => void;
+type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => unknown;
+
+interface PresetChains {
+  relayed: readonly Middleware[];
+  models: readonly Middleware[];
+  unknown: readonly Middleware[];
+}
+
+const RELAYED_PATHS: ReadonlySet<string> = new Set(RELAYED_ROUTES);
+
+/**
+ * The middlewares for a request; undefined outside `/v1`, which is left to the host. Paths match
+ * exactly, as the OpenAI API's do: an upper-cased path or a trailing slash would be relayed as
+ * such and refused upstream, so it is a 404 here.
+ */
+function chainFor(
+  chains: PresetChains,
+  method: string | undefined,
+  url: string | undefined,
+): readonly Middleware[] | undefined {
+  const path = normalisePath(url ?? '/');
+  if (path !== '/v1' && !path.startsWith('/v1/')) return undefined;
+  if (method === 'POST' && RELAYED_PATHS.has(path)) return chains.relayed;
+  if ((method === 'GET' || method === 'HEAD') && isModelsPath(path)) return chains.models;
+  return chains.unknown;
+}
+
+/** The path without its query string. */
+function normalisePath(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/** `/v1/models` or `/v1/models/{one segment}`. */
+function isModelsPath(path: string): boolean {
+  if (path === '/v1/models') return true;
+  if (!path.startsWith('/v1/models/')) return false;
+  const model = path.slice('/v1/models/'.length);
+  return model.length > 0 && !model.includes('/');
+}
+
+/**
+ * Runs `chain` in order, as an Express route runs its handlers: each goes on with `next()`; an
+ * error passed to `next`, thrown, or rejected by an async handler goes to `done` (recovery).
+ */
+function runChain(chain: readonly Middleware[], req: IncomingMessage, res: ServerResponse, done: Next): void {
+  let index = 0;
+  const fail = (err: unknown) => done(err ?? new Error('llmux: a middleware rejected without a reason'));
+  const step = (err?: unknown): void => {
+    if (err === 'route' || err === 'router') return done();
+    if (err !== undefined && err !== null) return done(err);
+    const handler = chain[index++];
+    if (handler === undefined) return done();
+    try {
+      const result = handler(req, res, step);
+      if (result instanceof Promise) result.then(undefined, fail);
+    } catch (thrown) {
+      fail(thrown);
+    }
+  };
+  step();
 }
 
 function unknownRoute(req: IncomingMessage, res: ServerResponse): void {
