@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import vm from 'node:vm';
+import { realProcess } from './support/real-process.js';
 import {
   createMetrics,
   createServer,
@@ -201,9 +201,6 @@ function trackTimers(): { pending(): string[]; restore(): void } {
 
 describe('chaos: the full preset against a failing upstream and leaving clients', () => {
   const random = rng(SEED);
-  // Jest gives test files a copy of `process` whose listeners never hear the real events; the
-  // main context's `process` is the one Node emits 'uncaughtException'/'unhandledRejection' on.
-  const realProcess = vm.runInThisContext('process') as NodeJS.Process;
   const crashes: string[] = [];
   const onUncaught = (err: unknown) => void crashes.push(`uncaughtException: ${String(err)}`);
   const onUnhandled = (reason: unknown) => void crashes.push(`unhandledRejection: ${String(reason)}`);

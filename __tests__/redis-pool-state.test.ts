@@ -16,6 +16,7 @@ import {
   type SharePoolStateOptions,
 } from '../lib/upstream/redis-pool-state.js';
 import type { AttemptOutcome } from '../lib/upstream/source.js';
+import { realProcess } from './support/real-process.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 /** Every key this file writes is under this prefix; afterAll deletes them. */
@@ -222,7 +223,7 @@ describe('sharePoolState without Redis', () => {
     const before = resources();
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
-    process.on('unhandledRejection', onUnhandled);
+    realProcess.on('unhandledRejection', onUnhandled);
     const logged: string[] = [];
     const logger: Logger = { error: (message) => void logged.push(message) };
     try {
@@ -252,7 +253,7 @@ describe('sharePoolState without Redis', () => {
       }, 'the sockets and timers to go');
       expect(unhandled).toEqual([]);
     } finally {
-      process.off('unhandledRejection', onUnhandled);
+      realProcess.off('unhandledRejection', onUnhandled);
     }
   });
 
