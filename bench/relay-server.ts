@@ -1,26 +1,146 @@
-// One server of the relay benchmark, run in its own child process by bench/relay.ts:
-// `mock` (the shipped mock upstream) or a relay scenario (S1, S1u, S2, S3, S4) in front of it.
-// It reports `{ port }` over IPC once listening and exits when the parent goes away.
+// One server of the relay benchmark, run in its own child process by bench/relay.ts: `mock` (the
+// shipped mock upstream, answering by the workload marker in the body) or a relay scenario in front
+// of it. It reports `{ port }` over IPC once listening, then answers `window-start` / `window-end`
+// with its CPU time, request count and event-loop delay, and exits when the parent goes away.
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createMockUpstream, type RecordedRequest } from '../lib/testing/index.js';
-import { SSE_CHUNKS } from './relay-config.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import {
+  createMockUpstream,
+  type MockBehaviour,
+  type MockUpstream,
+  type RecordedRequest,
+} from '../lib/testing/index.js';
+import {
+  ELD_RESOLUTION_MS,
+  RETRY_MARKERS,
+  SSE_CHUNKS,
+  SSE_MARKER_PREFIX,
+  type WindowRequest,
+  type WindowStats,
+} from './relay-config.js';
 import { KEEP_ALIVE_MS, listen, RELAYS } from './scenarios.js';
+
+/** Request ids remembered between a retry workload's failed first attempt and its retry. */
+const MAX_PENDING_RETRIES = 10_000;
+
+/** Counters of one server, reset at every window start. */
+class WindowCounters {
+  requests = 0;
+  retryFailures = 0;
+  retrySuccesses = 0;
+  private cpu = process.cpuUsage();
+  private startedAt = process.hrtime.bigint();
+  private readonly eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
+
+  constructor() {
+    this.eld.enable();
+  }
+
+  start(): void {
+    this.requests = 0;
+    this.retryFailures = 0;
+    this.retrySuccesses = 0;
+    this.eld.reset();
+    this.cpu = process.cpuUsage();
+    this.startedAt = process.hrtime.bigint();
+  }
+
+  end(): WindowStats {
+    const cpu = process.cpuUsage(this.cpu);
+    const p99Ms = this.eld.count === 0 ? 0 : this.eld.percentile(99) / 1e6;
+    return {
+      requests: this.requests,
+      cpuUs: cpu.user + cpu.system,
+      wallUs: Number(process.hrtime.bigint() - this.startedAt) / 1_000,
+      eldP99Ms: Math.max(0, p99Ms - ELD_RESOLUTION_MS),
+      retryFailures: this.retryFailures,
+      retrySuccesses: this.retrySuccesses,
+    };
+  }
+}
+
+const PLAIN: MockBehaviour = {};
+const DEFAULT_STREAM: MockBehaviour = { chunks: SSE_CHUNKS };
+
+/** The mock's answers: by the body's `user` marker (see relay-config.ts), counted per window. */
+class MockAnswers {
+  private readonly streams = new Map<number, MockBehaviour>();
+  private readonly pendingRetries = new Set<string>();
+
+  constructor(private readonly counters: WindowCounters) {}
+
+  readonly answer = (req: RecordedRequest): MockBehaviour => {
+    this.counters.requests++;
+    const body = req.body as { user?: unknown; stream?: unknown } | undefined;
+    const marker = body?.user;
+    if (typeof marker === 'string') {
+      if (marker.startsWith(SSE_MARKER_PREFIX))
+        return this.stream(Number(marker.slice(SSE_MARKER_PREFIX.length)));
+      if (marker in RETRY_MARKERS)
+        return this.retry(req, RETRY_MARKERS[marker as keyof typeof RETRY_MARKERS]);
+    }
+    return body?.stream === true ? DEFAULT_STREAM : PLAIN;
+  };
+
+  private stream(chunks: number): MockBehaviour {
+    let behaviour = this.streams.get(chunks);
+    if (behaviour === undefined) this.streams.set(chunks, (behaviour = { chunks }));
+    return behaviour;
+  }
+
+  /** Fails the first attempt of a request id, answers its retry. */
+  private retry(req: RecordedRequest, status: 429 | 500): MockBehaviour {
+    const id = req.headers['x-request-id'];
+    if (typeof id !== 'string')
+      return { status: 400, body: { error: { message: 'retry workload: no x-request-id' } } };
+    if (this.pendingRetries.delete(id)) {
+      this.counters.retrySuccesses++;
+      return PLAIN;
+    }
+    if (this.pendingRetries.size >= MAX_PENDING_RETRIES) {
+      this.pendingRetries.delete(this.pendingRetries.values().next().value as string);
+    }
+    this.pendingRetries.add(id);
+    this.counters.retryFailures++;
+    return status === 429 ? { status, retryAfter: '0' } : { status };
+  }
+}
+
+async function startMock(counters: WindowCounters): Promise<MockUpstream> {
+  const mock = await createMockUpstream({ maxRecorded: 0, keepAliveTimeoutMs: KEEP_ALIVE_MS });
+  mock.setBehaviour(new MockAnswers(counters).answer);
+  return mock;
+}
+
+async function startRelay(
+  scenario: string | undefined,
+  upstream: string | undefined,
+  counters: WindowCounters,
+): Promise<Server> {
+  const make = scenario === undefined ? undefined : RELAYS[scenario];
+  if (make === undefined || upstream === undefined)
+    throw new Error(`relay-server: unknown scenario ${scenario}`);
+  const server = await listen(make(upstream));
+  server.on('request', () => counters.requests++);
+  return server;
+}
 
 async function main(): Promise<void> {
   const [scenario, upstream] = process.argv.slice(2);
-  let port: number;
-  if (scenario === 'mock') {
-    const mock = await createMockUpstream({ maxRecorded: 0, keepAliveTimeoutMs: KEEP_ALIVE_MS });
-    mock.setBehaviour((req: RecordedRequest) =>
-      (req.body as { stream?: unknown } | undefined)?.stream === true ? { chunks: SSE_CHUNKS } : {},
-    );
-    port = mock.port;
-  } else {
-    const make = scenario === undefined ? undefined : RELAYS[scenario];
-    if (make === undefined || upstream === undefined)
-      throw new Error(`relay-server: unknown scenario ${scenario}`);
-    port = ((await listen(make(upstream))).address() as AddressInfo).port;
-  }
+  const counters = new WindowCounters();
+  const port =
+    scenario === 'mock'
+      ? (await startMock(counters)).port
+      : ((await startRelay(scenario, upstream, counters)).address() as AddressInfo).port;
+  process.on('message', (msg: WindowRequest) => {
+    if (msg.type === 'window-start') {
+      counters.start();
+      process.send?.({ type: 'started' });
+    } else {
+      process.send?.(counters.end());
+    }
+  });
   process.send?.({ port });
 }
 

@@ -1,330 +1,321 @@
-// The relay benchmark: the shipped mock upstream (S0) and five relays in front of it (S1 node:http
+// The relay benchmark: the shipped mock upstream (S0) and the relays in front of it (S1 node:http
 // pipe, S1u undici Pool pipe, S2 Express + http-proxy-middleware, S3 llmux streamRelay, S4 the full
-// llmux preset), each in its own pinned child process, measured side by side in interleaved rounds.
-// Run: npm run bench   (writes bench/results/latest.json)
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+// llmux preset, and S4's retry and gate-saturation variants), each in its own pinned child process,
+// measured side by side: warm-up first, then rounds in which the scenarios of each workload take
+// turns; figures are medians over rounds. Any non-200 answer or incomplete stream fails the run.
+// Run: npm run bench   (BENCH_QUICK=1 for a smoke run; writes bench/results/latest.json)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { BENCH_KEY, SSE_CHUNKS } from './relay-config.js';
+import { probe, sendMany, throughput, type Workload } from './load.js';
+import {
+  killServers,
+  pinProcesses,
+  ServerProcess,
+  serverFlags,
+  stopServers,
+  type Pinning,
+} from './relay-children.js';
+import type { WindowStats } from './relay-config.js';
+import { Figures, summarise, type Measurement, type StepRecord, type Summary } from './relay-figures.js';
+import {
+  HEADLINE_CONNECTIONS,
+  plan,
+  readSettings,
+  type PlanItem,
+  type Scenario,
+  type Settings,
+} from './relay-plan.js';
+import { jsonTable, ratioTable, targetLines, targets, variantTable, workloadTable } from './relay-report.js';
+import { RETRY_OPTIONS, SATURATED_GATE_MAX } from './scenarios.js';
 
-const SCENARIOS = ['S0', 'S1', 'S1u', 'S2', 'S3', 'S4'] as const;
-const SSE_SCENARIOS = ['S0', 'S1u', 'S4'] as const;
-type Scenario = (typeof SCENARIOS)[number];
+const MAX_CONNECTIONS = 128;
+const WARM_UP_CONNECTIONS = 8;
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-const LATENCY_REQUESTS = Number(process.env.BENCH_LATENCY_REQUESTS ?? 2_000);
-const SSE_REQUESTS = Number(process.env.BENCH_SSE_REQUESTS ?? 500);
-const WARMUP_MS = 1_000;
-const THROUGHPUT_MS = 3_000;
-const CONNECTIONS = 32;
-const WATCHDOG_MS = 240_000;
-
-const PATH = '/v1/chat/completions';
-const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${BENCH_KEY}` };
-const messages = [
-  { role: 'system', content: 'You are a terse assistant used by a relay benchmark.' },
-  {
-    role: 'user',
-    content: 'Say hello in a few words, then count from one to ten, and end with a short goodbye line.',
-  },
-  { role: 'user', content: 'Keep the whole answer under sixty tokens.' },
-];
-const JSON_BODY = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 64, messages });
-const SSE_BODY = JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 64, stream: true, messages });
-
-const children = new Set<ChildProcess>();
-
-function killChildren(): void {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-  children.clear();
+/** The processes and client pools of a run. */
+interface Rig {
+  settings: Settings;
+  mock: ServerProcess;
+  servers: Map<Scenario, ServerProcess>;
+  pools: Map<Scenario, Pool>;
 }
 
-/** Whether `taskset` can pin processes here (checked once). */
-function detectTaskset(): boolean {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
-    return os.cpus().length >= 2;
-  } catch {
-    return false;
+async function startRig(settings: Settings, pinning: Pinning, scenarios: readonly Scenario[]): Promise<Rig> {
+  const mock = await ServerProcess.start('mock', ['mock'], pinning.mockCore);
+  const servers = new Map<Scenario, ServerProcess>([['S0', mock]]);
+  const relays = scenarios.filter((s) => s !== 'S0');
+  const started = await Promise.all(
+    relays.map((s) => ServerProcess.start(s, [s, mock.url], pinning.relayCore)),
+  );
+  relays.forEach((s, i) => servers.set(s, started[i]!));
+  const pools = new Map<Scenario, Pool>();
+  for (const [scenario, server] of servers) {
+    pools.set(scenario, new Pool(server.url, { connections: MAX_CONNECTIONS, keepAliveTimeout: 60_000 }));
+  }
+  return { settings, mock, servers, pools };
+}
+
+/** Runs `load` inside a stats window of the scenario's server and of the mock. */
+async function windowed<T>(
+  rig: Rig,
+  scenario: Scenario,
+  load: () => Promise<T>,
+): Promise<{ value: T; server: WindowStats; mock: WindowStats }> {
+  const server = rig.servers.get(scenario)!;
+  const processes = server === rig.mock ? [server] : [server, rig.mock];
+  await Promise.all(processes.map((p) => p.startWindow()));
+  const value = await load();
+  const [serverStats, mockStats] = await Promise.all(processes.map((p) => p.endWindow()));
+  return { value, server: serverStats!, mock: mockStats ?? serverStats! };
+}
+
+/** Fails the run unless the server saw every request and the mock the expected attempts. */
+function verify(
+  item: PlanItem,
+  scenario: Scenario,
+  requests: number,
+  server: WindowStats,
+  mock: WindowStats,
+): void {
+  const what = `${item.workload.name} on ${scenario}`;
+  const attempts = requests * item.attemptsPerRequest;
+  if (server !== mock && server.requests !== requests) {
+    throw new Error(`${what}: the server saw ${server.requests} requests, the client sent ${requests}`);
+  }
+  if (mock.requests !== attempts)
+    throw new Error(`${what}: the mock saw ${mock.requests} attempts, expected ${attempts}`);
+  const retries = item.attemptsPerRequest - 1;
+  if (mock.retryFailures !== requests * retries || mock.retrySuccesses !== requests * retries) {
+    throw new Error(
+      `${what}: the mock failed ${mock.retryFailures} and then answered ${mock.retrySuccesses} retried attempts, ` +
+        `expected ${requests * retries} each`,
+    );
   }
 }
 
-function startServer(
-  args: string[],
-  core: number | undefined,
-): Promise<{ child: ChildProcess; port: number }> {
-  const script = fileURLToPath(new URL('./relay-server.ts', import.meta.url));
-  const pinned = core !== undefined;
-  const child = fork(script, args, {
-    execPath: pinned ? 'taskset' : process.execPath,
-    execArgv: pinned ? ['-c', String(core), process.execPath, '--import', 'tsx'] : ['--import', 'tsx'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  children.add(child);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server ${args[0]} did not start in 20 s`)), 20_000);
-    child.once('message', (msg: { port: number }) => {
-      clearTimeout(timer);
-      resolve({ child, port: msg.port });
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server ${args[0]} exited with ${code}`));
-    });
-  });
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-async function post(pool: Pool, body: string): Promise<void> {
-  const res = await pool.request({ method: 'POST', path: PATH, headers: HEADERS, body });
-  const text = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}: ${text.slice(0, 200)}`);
-}
-
-/** Sequential requests, one in flight: per-request µs, sorted. */
-async function latency(pool: Pool, count: number): Promise<number[]> {
-  const samples: number[] = new Array<number>(count);
-  for (let i = 0; i < count; i++) {
-    const start = process.hrtime.bigint();
-    await post(pool, JSON_BODY);
-    samples[i] = Number(process.hrtime.bigint() - start) / 1_000;
-  }
-  return samples.sort((a, b) => a - b);
-}
-
-/** `connections` workers looping for `durationMs`: completed requests per second. */
-async function throughput(pool: Pool, connections: number, durationMs: number): Promise<number> {
-  let done = 0;
-  const end = performance.now() + durationMs;
-  const worker = async () => {
-    while (performance.now() < end) {
-      await post(pool, JSON_BODY);
-      done++;
-    }
+async function throughputStep(
+  rig: Rig,
+  item: PlanItem,
+  scenario: Scenario,
+  connections: number,
+): Promise<StepRecord> {
+  const pool = rig.pools.get(scenario)!;
+  const { value, server, mock } = await windowed(rig, scenario, () =>
+    throughput(pool, item.workload, connections, rig.settings.throughputMs),
+  );
+  verify(item, scenario, value.requests, server, mock);
+  return {
+    ...value,
+    cpuUsPerRequest: server.cpuUs / value.requests,
+    serverCpuShare: server.cpuUs / server.wallUs,
+    eldP99Ms: server.eldP99Ms,
+    upstreamAttemptsPerRequest: mock.requests / value.requests,
+    server,
+    ...(server === mock ? {} : { mock }),
   };
-  const start = performance.now();
-  await Promise.all(Array.from({ length: connections }, worker));
-  return done / ((performance.now() - start) / 1_000);
 }
 
-/** Streamed requests one at a time: time to the first body chunk in µs (sorted); checks every chunk arrived. */
-async function sseFirstChunk(pool: Pool, count: number): Promise<number[]> {
-  const samples: number[] = new Array<number>(count);
-  for (let i = 0; i < count; i++) {
-    const start = process.hrtime.bigint();
-    const res = await pool.request({ method: 'POST', path: PATH, headers: HEADERS, body: SSE_BODY });
-    let first = 0;
-    let text = '';
-    for await (const chunk of res.body) {
-      if (first === 0) first = Number(process.hrtime.bigint() - start) / 1_000;
-      text += String(chunk);
-    }
-    if (res.statusCode !== 200) throw new Error(`SSE status ${res.statusCode}: ${text.slice(0, 200)}`);
-    const content = text.split('"content":"').length - 1;
-    if (content < SSE_CHUNKS || !text.includes('data: [DONE]')) {
-      throw new Error(
-        `SSE stream incomplete: ${content} content chunks, [DONE] ${text.includes('data: [DONE]')}`,
-      );
-    }
-    samples[i] = first;
+async function measure(rig: Rig, item: PlanItem, scenario: Scenario, round: number): Promise<Measurement> {
+  const { settings } = rig;
+  const pool = rig.pools.get(scenario)!;
+  await throughput(pool, item.workload, WARM_UP_CONNECTIONS, settings.roundWarmUpMs);
+  const measurement: Measurement = { round, workload: item.workload.name, scenario, steps: [] };
+  if (item.probe) {
+    const count = item.workload.chunks > 0 ? Math.ceil(settings.probeRequests / 2) : settings.probeRequests;
+    const { value, server, mock } = await windowed(rig, scenario, () =>
+      probe(pool, item.workload, count, settings.probeMaxMs),
+    );
+    verify(item, scenario, value.samples, server, mock);
+    measurement.probe = value;
   }
-  return samples.sort((a, b) => a - b);
+  for (const connections of item.connections) {
+    measurement.steps.push(await throughputStep(rig, item, scenario, connections));
+  }
+  return measurement;
 }
 
-async function warmUp(pool: Pool): Promise<void> {
-  await throughput(pool, 8, WARMUP_MS);
+function progress(m: Measurement): void {
+  const steps = m.steps.map((s) => `${s.rps.toFixed(0)} req/s @${s.connections}`).join(', ');
+  const p = m.probe;
+  const sse = p?.firstChunkP50Us === undefined ? '' : `, 1st chunk ${p.firstChunkP50Us.toFixed(0)} µs`;
+  const latency = p === undefined ? '' : `p50 ${p.p50Us.toFixed(0)} µs, p99 ${p.p99Us.toFixed(0)} µs${sse}, `;
+  process.stderr.write(`round ${m.round} ${m.workload} ${m.scenario}: ${latency}${steps}\n`);
 }
 
-interface RoundFigures {
-  p50: number;
-  p99: number;
-  rps: number;
-  sseP50?: number;
+/** The scenarios of an item, rotated by round so none always runs first. */
+function turnOrder(scenarios: readonly Scenario[], round: number): Scenario[] {
+  const shift = (round - 1) % scenarios.length;
+  return [...scenarios.slice(shift), ...scenarios.slice(0, shift)];
 }
 
-interface ScenarioFigures {
-  latencyP50Us: number;
-  latencyP99Us: number;
-  addedP50Us: number;
-  addedP99Us: number;
-  throughputRps: number;
-  sseFirstChunkP50Us: number | undefined;
-  sseAddedFirstChunkP50Us: number | undefined;
-  rounds: RoundFigures[];
+/** Warms every server up with `warmUpRequests` requests, shared among its workloads (at least 200 each). */
+async function warmUp(rig: Rig, items: readonly PlanItem[]): Promise<void> {
+  process.stderr.write(`warm-up: ${rig.settings.warmUpRequests} requests per server\n`);
+  for (const [scenario, pool] of rig.pools) {
+    const workloads = items.filter((i) => i.scenarios.includes(scenario)).map((i) => i.workload);
+    const each = Math.max(200, Math.ceil(rig.settings.warmUpRequests / workloads.length));
+    for (const workload of workloads) await sendMany(pool, workload, WARM_UP_CONNECTIONS, each);
+  }
 }
 
-function fmt(value: number | undefined, digits = 0): string {
-  return value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits);
+async function runRounds(rig: Rig, items: readonly PlanItem[]): Promise<Measurement[]> {
+  const measurements: Measurement[] = [];
+  for (let round = 1; round <= rig.settings.rounds; round++) {
+    for (const item of items) {
+      for (const scenario of turnOrder(item.scenarios, round)) {
+        const m = await measure(rig, item, scenario, round);
+        progress(m);
+        measurements.push(m);
+      }
+    }
+  }
+  return measurements;
+}
+
+function summariesOf(items: readonly PlanItem[], figures: Figures): Summary[] {
+  return items.flatMap((item) =>
+    item.scenarios.map((scenario) =>
+      summarise(
+        figures,
+        item.workload.name,
+        scenario,
+        item.connections,
+        item.attemptsPerRequest > 1 ? 'json' : undefined,
+      ),
+    ),
+  );
+}
+
+function commandLine(): string {
+  const knobs = Object.entries(process.env)
+    .filter(([name]) => name.startsWith('BENCH_'))
+    .map(([name, value]) => `${name}=${value}`);
+  const base = process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : 'tsx bench/relay.ts';
+  return [...knobs, base].join(' ');
+}
+
+function describeWorkload(w: Workload) {
+  return { name: w.name, requestBytes: Buffer.byteLength(w.body), sseChunks: w.chunks };
+}
+
+const RETRY_NOTE =
+  `S4r: retry(${JSON.stringify(RETRY_OPTIONS)}); the mock fails each first attempt (429 with Retry-After: 0, or 500), ` +
+  'so every request includes one extra upstream round trip and one zero-delay backoff timer (about 1 ms in Node). ' +
+  'With the default baseDelayMs 250 a retry would add a full-jitter wait of U(0, 250) ms instead.';
+const GATE_NOTE =
+  `S4g: the full preset with gate { max: ${SATURATED_GATE_MAX} } (default queue 2 x max = ${2 * SATURATED_GATE_MAX}, ` +
+  `queue timeout 30 s) offered ${HEADLINE_CONNECTIONS} connections: ${HEADLINE_CONNECTIONS - SATURATED_GATE_MAX} wait at any time, none may be refused.`;
+
+function header(date: Date, pinning: Pinning, settings: Settings): string {
+  const cpus = os.cpus();
+  return [
+    `llmux relay benchmark, ${date.toISOString()}`,
+    `command: ${commandLine()}`,
+    `machine: ${cpus.length} x ${cpus[0]?.model ?? 'unknown cpu'}, ${os.platform()} ${os.release()}, node ${process.version}`,
+    `pinning: ${pinning.note}; every leg on 127.0.0.1 with keep-alive; server flags ${serverFlags().join(' ')}`,
+    `settings: ${settings.rounds} round(s), medians across rounds; throughput steps ${settings.throughputMs} ms, ` +
+      `probes up to ${settings.probeRequests} requests / ${settings.probeMaxMs} ms, warm-up ${settings.warmUpRequests} requests per server and ${settings.roundWarmUpMs} ms before each measurement`,
+    'added = scenario minus S0 in the same round; xS1u, xS2 = throughput ratio in the same round; ' +
+      'CPU µs/req, srv CPU and ELD p99 (event-loop delay beyond the 10 ms sampler) are the server under test at 32 connections; ' +
+      'gen CPU = the load generator.',
+  ].join('\n');
+}
+
+function report(rig: Rig, items: readonly PlanItem[], summaries: Summary[], pinning: Pinning, date: Date) {
+  const of = (workload: string, scenario: Scenario) =>
+    summaries.find((s) => s.workload === workload && s.scenario === scenario);
+  const jsonItem = items[0]!;
+  const json = jsonItem.scenarios.map((s) => of('json', s)!);
+  const sseWorkloads = items.filter((i) => i.workload.chunks > 0).map((i) => i.workload.name);
+  const isVariant = (s: Summary) => s.scenario === 'S4r' || s.scenario === 'S4g';
+  const others = summaries.filter((s) => s.workload !== 'json' && !isVariant(s));
+  const variants = summaries.filter(isVariant);
+  const list = targets(of, sseWorkloads);
+  const text = [
+    header(date, pinning, rig.settings),
+    `\nJSON, ${Buffer.byteLength(jsonItem.workload.body)} B request, every scenario`,
+    jsonTable(json, jsonItem.connections),
+    '\nThroughput ratio to S1u / to S2, json',
+    ratioTable(json, jsonItem.connections),
+    '\nRequest bodies and SSE (one in flight; req/s at 32 connections); every chunk and [DONE] checked on every answer',
+    workloadTable(others),
+    '\nS4 with retries and with a saturated gate',
+    variantTable(of('json', 'S4'), variants),
+    RETRY_NOTE,
+    GATE_NOTE,
+    '',
+    targetLines(list),
+  ].join('\n');
+  return { text, targets: list };
 }
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const cpus = os.cpus().length;
-  const pinning = detectTaskset();
-  // Load generator on core 0, relays on core 1; the mock gets core 2 when there is one, else core 0.
-  const mockCore = pinning ? (cpus >= 3 ? 2 : 0) : undefined;
-  const relayCore = pinning ? 1 : undefined;
-  if (pinning) execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+  const settings = readSettings();
+  armWatchdog(settings.watchdogS);
+  const pinning = pinProcesses();
+  const items = plan(settings);
+  const scenarios = [...new Set(items.flatMap((i) => i.scenarios))];
+  const rig = await startRig(settings, pinning, scenarios);
+  await warmUp(rig, items);
+  const measurements = await runRounds(rig, items);
+  await Promise.all([...rig.pools.values()].map((pool) => pool.close()));
+  await stopServers();
 
-  const mock = await startServer(['mock'], mockCore);
-  const mockUrl = `http://127.0.0.1:${mock.port}`;
-  const urls = new Map<Scenario, string>([['S0', mockUrl]]);
-  for (const scenario of SCENARIOS) {
-    if (scenario === 'S0') continue;
-    const server = await startServer([scenario, mockUrl], relayCore);
-    urls.set(scenario, `http://127.0.0.1:${server.port}`);
-  }
-  const pools = new Map<Scenario, Pool>();
-  for (const [scenario, url] of urls) {
-    pools.set(scenario, new Pool(url, { connections: CONNECTIONS, keepAliveTimeout: 60_000 }));
-  }
-
-  const rounds = new Map<Scenario, RoundFigures[]>(SCENARIOS.map((s) => [s, []]));
-  for (let round = 1; round <= ROUNDS; round++) {
-    for (const scenario of SCENARIOS) {
-      const pool = pools.get(scenario)!;
-      await warmUp(pool);
-      const lat = await latency(pool, LATENCY_REQUESTS);
-      const rps = await throughput(pool, CONNECTIONS, THROUGHPUT_MS);
-      const figures: RoundFigures = { p50: percentile(lat, 50), p99: percentile(lat, 99), rps };
-      if ((SSE_SCENARIOS as readonly string[]).includes(scenario)) {
-        figures.sseP50 = percentile(await sseFirstChunk(pool, SSE_REQUESTS), 50);
-      }
-      rounds.get(scenario)!.push(figures);
-      process.stderr.write(
-        `round ${round} ${scenario}: p50 ${fmt(figures.p50)} µs, p99 ${fmt(figures.p99)} µs, ` +
-          `${fmt(rps)} req/s${figures.sseP50 === undefined ? '' : `, SSE first chunk p50 ${fmt(figures.sseP50)} µs`}\n`,
-      );
-    }
-  }
-  await Promise.all([...pools.values()].map((pool) => pool.close()));
-
-  const med = (scenario: Scenario, pick: (f: RoundFigures) => number | undefined): number | undefined => {
-    const values = rounds
-      .get(scenario)!
-      .map(pick)
-      .filter((v): v is number => v !== undefined);
-    return values.length === 0 ? undefined : median(values);
-  };
-  const base = {
-    p50: med('S0', (f) => f.p50)!,
-    p99: med('S0', (f) => f.p99)!,
-    sse: med('S0', (f) => f.sseP50)!,
-  };
-  const summarise = (scenario: Scenario): ScenarioFigures => {
-    const p50 = med(scenario, (f) => f.p50)!;
-    const p99 = med(scenario, (f) => f.p99)!;
-    const sse = med(scenario, (f) => f.sseP50);
-    return {
-      latencyP50Us: p50,
-      latencyP99Us: p99,
-      addedP50Us: p50 - base.p50,
-      addedP99Us: p99 - base.p99,
-      throughputRps: med(scenario, (f) => f.rps)!,
-      sseFirstChunkP50Us: sse,
-      sseAddedFirstChunkP50Us: sse === undefined ? undefined : sse - base.sse,
-      rounds: rounds.get(scenario)!,
-    };
-  };
-  const scenarios = Object.fromEntries(SCENARIOS.map((s) => [s, summarise(s)])) as Record<
-    Scenario,
-    ScenarioFigures
-  >;
-
-  const ratios = {
-    throughputS4OverS1u: scenarios.S4.throughputRps / scenarios.S1u.throughputRps,
-    throughputS4OverS2: scenarios.S4.throughputRps / scenarios.S2.throughputRps,
-    addedP50S4OverS1u: scenarios.S4.addedP50Us / scenarios.S1u.addedP50Us,
-  };
-
-  const rows = SCENARIOS.map((scenario) => {
-    const s = scenarios[scenario];
-    return [
-      scenario,
-      fmt(s.latencyP50Us),
-      fmt(s.latencyP99Us),
-      scenario === 'S0' ? '-' : fmt(s.addedP50Us),
-      scenario === 'S0' ? '-' : fmt(s.addedP99Us),
-      fmt(s.throughputRps),
-      fmt(s.sseFirstChunkP50Us),
-      scenario === 'S0' ? '-' : fmt(s.sseAddedFirstChunkP50Us),
-    ];
-  });
-  const header = [
-    'scenario',
-    'p50 µs',
-    'p99 µs',
-    '+p50 µs',
-    '+p99 µs',
-    `req/s @${CONNECTIONS}`,
-    'SSE 1st µs',
-    '+SSE 1st µs',
-  ];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  const table = [line(header), ...rows.map(line)].join('\n');
-  const summary =
-    `S4/S1u throughput ${ratios.throughputS4OverS1u.toFixed(2)} (target >= 0.8), ` +
-    `S4/S2 throughput ${ratios.throughputS4OverS2.toFixed(2)} (target >= 2), ` +
-    `S4/S1u added p50 ${ratios.addedP50S4OverS1u.toFixed(2)} (target <= 1.25)`;
-  process.stdout.write(`\n${table}\n\n${summary}\n`);
-
+  const date = new Date();
+  const summaries = summariesOf(items, new Figures(measurements));
+  const { text, targets: list } = report(rig, items, summaries, pinning, date);
+  const durationS = (Date.now() - started) / 1_000;
+  process.stdout.write(`\n${text}\n`);
   const result = {
-    date: new Date().toISOString(),
-    command: 'npm run bench',
-    machine: { cpus, model: os.cpus()[0]?.model, platform: `${os.platform()} ${os.release()}` },
-    node: process.version,
-    pinning: pinning
-      ? { used: true, loadGenerator: 0, relay: relayCore, mock: mockCore }
-      : { used: false, reason: 'taskset missing or a single core' },
-    settings: {
-      rounds: ROUNDS,
-      latencyRequests: LATENCY_REQUESTS,
-      throughputConnections: CONNECTIONS,
-      throughputMs: THROUGHPUT_MS,
-      warmUpMs: WARMUP_MS,
-      sseRequests: SSE_REQUESTS,
-      sseChunks: SSE_CHUNKS,
-      jsonBodyBytes: Buffer.byteLength(JSON_BODY),
+    date: date.toISOString(),
+    command: commandLine(),
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model,
+      platform: `${os.platform()} ${os.release()}`,
     },
-    scenarios,
-    ratios,
-    durationS: (Date.now() - started) / 1_000,
+    node: process.version,
+    pinning,
+    serverFlags: serverFlags(),
+    settings,
+    notes: { retry: RETRY_NOTE, gate: GATE_NOTE },
+    workloads: items.map((i) => ({
+      ...describeWorkload(i.workload),
+      scenarios: i.scenarios,
+      connections: i.connections,
+    })),
+    targets: list,
+    summaries,
+    measurements,
+    durationS,
   };
   const dir = fileURLToPath(new URL('./results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
   writeFileSync(`${dir}latest.json`, `${JSON.stringify(result, null, 2)}\n`);
-  process.stdout.write(`wrote bench/results/latest.json in ${result.durationS.toFixed(0)} s\n`);
+  process.stdout.write(`\nwrote bench/results/latest.json; the run took ${durationS.toFixed(0)} s\n`);
 }
 
-process.on('exit', killChildren);
+function armWatchdog(seconds: number): void {
+  setTimeout(() => {
+    process.stderr.write(`bench: still running after ${seconds} s, giving up (BENCH_WATCHDOG_S)\n`);
+    process.exit(1);
+  }, seconds * 1_000).unref();
+}
+
+process.on('exit', killServers);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    killChildren();
+    killServers();
     process.exit(130);
   });
 }
-setTimeout(() => {
-  process.stderr.write(`bench: still running after ${WATCHDOG_MS / 1_000} s, giving up\n`);
-  process.exit(1);
-}, WATCHDOG_MS).unref();
 
 main().then(
   () => process.exit(0),
   (err: unknown) => {
-    process.stderr.write(`${String((err as Error)?.stack ?? err)}\n`);
+    process.stderr.write(`bench failed: ${String((err as Error)?.stack ?? err)}\n`);
     process.exit(1);
   },
 );

@@ -1,5 +1,6 @@
-// The relay scenarios of the benchmarks (S1, S1u, S2, S3, S4), each a plain request handler in front
-// of an upstream URL. bench/relay-server.ts serves one per child process; bench/soak-server.ts serves S4.
+// The relay scenarios of the benchmarks (S1, S1u, S2, S3, S4 and its retry and gate-saturation
+// variants S4r, S4g), each a plain request handler in front of an upstream URL.
+// bench/relay-server.ts serves one per child process; bench/soak-server.ts serves S4.
 import express from 'express';
 import http from 'node:http';
 import { pipeline } from 'node:stream';
@@ -13,12 +14,22 @@ import {
   MemoryKeyStore,
   RequestTracker,
   retry,
+  type RetryPolicy,
   streamRelay,
 } from '../lib/index.js';
 import { BENCH_KEY } from './relay-config.js';
 
-/** Gate limit of S4: above the highest offered concurrency (32). */
+/** Gate limit of S4: above the highest offered concurrency (128). */
 const GATE_MAX = 256;
+/** Gate limit of S4g, driven at twice it; the gate's default queue (2 x max) holds the excess. */
+export const SATURATED_GATE_MAX = 16;
+/**
+ * Retry policy of S4r, whose upstream fails every first attempt: no backoff beyond the upstream's
+ * `Retry-After: 0` (so the wait is one zero-delay timer, about 1 ms), and a budget that lets every
+ * request retry once: the default ratio 0.2 would refuse most retries of this all-failing workload,
+ * and exactly 1 refuses some at window edges, where requests counted in one window retry in the next.
+ */
+export const RETRY_OPTIONS = { attempts: 2, baseDelayMs: 0, maxDelayMs: 0, budget: { ratio: 2 } } as const;
 export const KEEP_ALIVE_MS = 60_000;
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'upgrade']);
 
@@ -92,10 +103,12 @@ function relayAlone(upstream: string): Handler {
   return app;
 }
 
-/** What S4 can be varied by: the tracker (the soak reads its size) and the gate's limit. */
+/** What S4 can be varied by: the tracker (the soak reads its size), the gate's limit, the retry policy. */
 export interface FullPresetOptions {
   tracker?: RequestTracker;
   gateMax?: number;
+  /** Default `retry({ attempts: 2 })`: armed, not triggered by a healthy upstream. */
+  retry?: RetryPolicy;
 }
 
 export function fullPreset(upstream: string, options: FullPresetOptions = {}): Handler {
@@ -106,7 +119,7 @@ export function fullPreset(upstream: string, options: FullPresetOptions = {}): H
       upstream: `${upstream}/v1`,
       auth: { store },
       gate: { max: options.gateMax ?? GATE_MAX },
-      relay: { retry: retry({ attempts: 2 }) },
+      relay: { retry: options.retry ?? retry({ attempts: 2 }) },
       metrics: createMetrics(),
       tracker: options.tracker ?? new RequestTracker({ sink: new CallbackSink(() => {}) }),
     }),
@@ -120,4 +133,6 @@ export const RELAYS: Record<string, (upstream: string) => Handler> = {
   S2: bareProxy,
   S3: relayAlone,
   S4: (upstream) => fullPreset(upstream),
+  S4r: (upstream) => fullPreset(upstream, { retry: retry(RETRY_OPTIONS) }),
+  S4g: (upstream) => fullPreset(upstream, { gateMax: SATURATED_GATE_MAX }),
 };

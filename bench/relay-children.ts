@@ -1,0 +1,144 @@
+// The relay benchmark's server processes: forked from bench/relay-server.ts, pinned with taskset
+// where the machine allows, asked for their stats over IPC, and killed when the run ends.
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { WindowRequest, WindowStats } from './relay-config.js';
+
+const START_TIMEOUT_MS = 30_000;
+const REPLY_TIMEOUT_MS = 10_000;
+
+/** Where each process runs. */
+export interface Pinning {
+  used: boolean;
+  loadGeneratorCore?: number;
+  relayCore?: number;
+  mockCore?: number;
+  note: string;
+}
+
+/**
+ * Load generator on core 0, relays on core 1; the mock gets core 2 when there is one, else it
+ * shares core 0 with the load generator. Pins this process at once.
+ */
+export function pinProcesses(): Pinning {
+  const cpus = os.cpus().length;
+  try {
+    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
+  } catch {
+    return { used: false, note: 'taskset missing: nothing pinned' };
+  }
+  if (cpus < 2) return { used: false, note: 'a single core: nothing pinned' };
+  execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+  const mockCore = cpus >= 3 ? 2 : 0;
+  return {
+    used: true,
+    loadGeneratorCore: 0,
+    relayCore: 1,
+    mockCore,
+    note: `taskset: load generator on core 0, relay under test on core 1, mock upstream on core ${mockCore}`,
+  };
+}
+
+/**
+ * Node flags of every server: `--no-memory-reducer`, then any from BENCH_SERVER_FLAGS (e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/prof`). Interleaving leaves each server idle for 10–100 s between
+ * its turns; after 8 s idle V8's memory reducer shrinks the heap, and the next seconds of load then
+ * cost about twice the CPU per request (measured on S4), which a server under steady traffic never pays.
+ */
+export function serverFlags(): string[] {
+  const extra = (process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
+  return ['--no-memory-reducer', ...extra];
+}
+
+/** One server process and its stats channel (it answers in order, so replies queue FIFO). */
+export class ServerProcess {
+  private readonly pending: ((reply: unknown) => void)[] = [];
+
+  private constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    readonly url: string,
+  ) {
+    child.on('message', (reply) => this.pending.shift()?.(reply));
+  }
+
+  /** Forks `relay-server.ts <args>` (pinned to `core` when given) and waits for its port. */
+  static start(name: string, args: string[], core: number | undefined): Promise<ServerProcess> {
+    const script = fileURLToPath(new URL('./relay-server.ts', import.meta.url));
+    const flags = [...serverFlags(), '--import', 'tsx'];
+    const child = fork(script, args, {
+      execPath: core === undefined ? process.execPath : 'taskset',
+      execArgv: core === undefined ? flags : ['-c', String(core), process.execPath, ...flags],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    running.add(child);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`server ${name} did not start in 30 s`)),
+        START_TIMEOUT_MS,
+      );
+      child.once('message', (msg: { port: number }) => {
+        clearTimeout(timer);
+        resolve(new ServerProcess(name, child, `http://127.0.0.1:${msg.port}`));
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`server ${name} exited with ${code ?? signal}`));
+        if (!stopping) {
+          process.stderr.write(`bench: server ${name} exited with ${code ?? signal} during the run\n`);
+          process.exit(1);
+        }
+      });
+    });
+  }
+
+  /** Resets the server's counters; resolves once it has. */
+  async startWindow(): Promise<void> {
+    await this.ask({ type: 'window-start' });
+  }
+
+  /** The server's stats since {@link startWindow}. */
+  endWindow(): Promise<WindowStats> {
+    return this.ask({ type: 'window-end' }) as Promise<WindowStats>;
+  }
+
+  private ask(msg: WindowRequest): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`server ${this.name}: no reply to ${msg.type}`)),
+        REPLY_TIMEOUT_MS,
+      );
+      this.pending.push((reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+      this.child.send(msg);
+    });
+  }
+}
+
+const running = new Set<ChildProcess>();
+let stopping = false;
+
+/** Lets every server exit on its own (so `--cpu-prof` writes its profile), then kills what is left. */
+export async function stopServers(graceMs = 5_000): Promise<void> {
+  stopping = true;
+  const exits = [...running].map(
+    (child) =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        if (child.connected) child.disconnect();
+      }),
+  );
+  await Promise.race([Promise.all(exits), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+  killServers();
+}
+
+/** Kills every server this process started. */
+export function killServers(): void {
+  stopping = true;
+  for (const child of running) if (child.exitCode === null) child.kill('SIGKILL');
+  running.clear();
+}
