@@ -290,6 +290,19 @@ class SseRelay implements SseVisitor {
   private readonly splitter: SseSplitter;
   private sawDone = false;
   private finished = false;
+  private started = false;
+  /**
+   * What to relay is gathered, not written event by event: back-to-back events of one buffer as
+   * a run, runs in `batch`, written as one `res.write` (one chunked-encoding frame, one syscall)
+   * on the next tick — everything one socket read of the upstream delivered — or before the
+   * response ends. A write per event cost a syscall per event (BENCHMARKS.md, SSE).
+   */
+  private runFrame: Buffer | undefined = undefined;
+  private runStart = 0;
+  private runEnd = 0;
+  private readonly batch: Buffer[] = [];
+  private batchBytes = 0;
+  private flushScheduled = false;
   private resolve!: (result: AttemptResult) => void;
 
   constructor(
@@ -313,10 +326,8 @@ class SseRelay implements SseVisitor {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.finished) return;
-    const res = this.input.res;
-    if (res.headersSent) res.cork();
     const fits = this.splitter.push(chunk, this);
-    if (res.headersSent) res.uncork();
+    this.sealRun();
     if (!fits && !this.finished) {
       this.fail(
         new LlmuxError('upstream sent an SSE event above the size limit', {
@@ -328,7 +339,15 @@ class SseRelay implements SseVisitor {
       );
       return;
     }
-    if (!this.finished && res.writableNeedDrain) this.response.body.pause();
+    if (!this.flushScheduled && this.batch.length > 0) {
+      this.flushScheduled = true;
+      process.nextTick(this.onTick);
+    }
+  };
+
+  private readonly onTick = (): void => {
+    this.flushScheduled = false;
+    if (!this.finished) this.flush();
   };
 
   private readonly onDrain = (): void => {
@@ -339,7 +358,8 @@ class SseRelay implements SseVisitor {
     if (this.finished) return;
     if (this.sawDone) {
       const res = this.input.res;
-      if (!res.headersSent) this.startResponse();
+      this.flush();
+      if (!this.started) this.startResponse();
       res.end();
       this.finish(answered(OK));
       return;
@@ -349,6 +369,7 @@ class SseRelay implements SseVisitor {
 
   private readonly onError = (err: Error): void => {
     if (this.finished) return;
+    this.flush();
     this.finish(transportFailure(this.input, err, this.controller.signal.aborted));
   };
 
@@ -374,9 +395,38 @@ class SseRelay implements SseVisitor {
         if (usageObjectIndex(data) !== -1 && this.readUsageChunk(data)) return;
       }
     }
+    if (!this.started) this.startResponse();
+    if (this.runFrame === frame && this.runEnd === start) {
+      this.runEnd = end;
+      return;
+    }
+    this.sealRun();
+    this.runFrame = frame;
+    this.runStart = start;
+    this.runEnd = end;
+  }
+
+  /** Adds the pending run of events to the batch. */
+  private sealRun(): void {
+    const frame = this.runFrame;
+    if (frame === undefined) return;
+    this.runFrame = undefined;
+    this.batch.push(frame.subarray(this.runStart, this.runEnd));
+    this.batchBytes += this.runEnd - this.runStart;
+  }
+
+  /** Writes everything gathered in one write; pauses the upstream when the client is behind. */
+  private flush(): void {
+    this.sealRun();
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    const bytes = batch.length === 1 ? batch[0]! : Buffer.concat(batch, this.batchBytes);
+    batch.length = 0;
+    this.batchBytes = 0;
     const res = this.input.res;
-    if (!res.headersSent) this.startResponse();
-    if (!res.destroyed) res.write(frame.subarray(start, end));
+    if (res.destroyed) return;
+    res.write(bytes);
+    if (!this.finished && res.writableNeedDrain) this.response.body.pause();
   }
 
   /** True when the frame was an error and the stream was ended. */
@@ -415,6 +465,7 @@ class SseRelay implements SseVisitor {
 
   private startResponse(): void {
     const { res, ctx } = this.input;
+    this.started = true;
     res.statusCode = this.response.statusCode;
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache, no-transform');
@@ -424,6 +475,8 @@ class SseRelay implements SseVisitor {
 
   private fail(error: LlmuxError, outcome: AttemptOutcome): void {
     const { res, ctx } = this.input;
+    // Events before the failure reach the client before its error frame.
+    this.flush();
     // Stop the upstream: nothing after an error or a truncation is relayed.
     this.controller.abort();
     this.finish(failure(res, ctx, error, outcome, outcome.ok === false && outcome.category === 'network'));

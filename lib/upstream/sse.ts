@@ -71,17 +71,24 @@ export class SseSplitter {
     let lineStart = this.lineStart;
     let i = this.scanFrom;
     const length = buf.length;
+    // The next LF and CR at or after `i` (`length` when none): found by native search, not by
+    // looking at every byte, and searched again only once passed.
+    let nextLf = -1;
+    let nextCr = -1;
     for (; i < length; i++) {
-      const c = buf[i]!;
       if (this.skipLf) {
         this.skipLf = false;
-        if (c === LF) {
+        if (buf[i] === LF) {
           lineStart = i + 1;
           if (eventStart === i) eventStart = i + 1;
           continue;
         }
       }
-      if (c !== LF && c !== CR) continue;
+      if (nextLf < i) nextLf = indexOrEnd(buf, LF, i);
+      if (nextCr < i) nextCr = indexOrEnd(buf, CR, i);
+      i = nextLf < nextCr ? nextLf : nextCr;
+      if (i === length) break;
+      const c = buf[i]!;
       if (c === CR) this.skipLf = true;
       if (i === lineStart) {
         // A blank line: the event is complete.
@@ -139,4 +146,10 @@ export class SseSplitter {
       this.event = buf.toString('utf8', valueStart, end);
     }
   }
+}
+
+/** Where `byte` next occurs in `buf` from `from`, or `buf.length`. */
+function indexOrEnd(buf: Buffer, byte: number, from: number): number {
+  const at = buf.indexOf(byte, from);
+  return at === -1 ? buf.length : at;
 }
