@@ -3,7 +3,7 @@
 import { RETRY_MARKERS, SSE_MARKER_PREFIX, type RetryMarker } from './relay-config.js';
 import type { Workload } from './load.js';
 
-export const SCENARIOS = ['S0', 'S1', 'S1u', 'S2', 'S3', 'S4'] as const;
+export const SCENARIOS = ['S0', 'S1', 'S1u', 'S1e', 'S2', 'S3', 'S4'] as const;
 /** The S4 variants: retry (S4r) and gate saturation (S4g). */
 export const VARIANTS = ['S4r', 'S4g'] as const;
 export type Scenario = (typeof SCENARIOS)[number] | (typeof VARIANTS)[number];

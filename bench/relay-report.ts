@@ -178,6 +178,29 @@ export function variantTable(s4: Summary | undefined, variants: readonly Summary
   return table(header, rows);
 }
 
+/**
+ * Not a target: how S4 compares with S1e, S1u's pipe inside Express, the floor of any relay an
+ * Express app hosts, and what Express itself costs on top of S1u (CPU per request, json @32).
+ */
+export function expressContext(of: SummaryOf): string {
+  const s4 = of('json', 'S4');
+  const s1e = of('json', 'S1e');
+  const s1u = of('json', 'S1u');
+  const n = HEADLINE_CONNECTIONS;
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined ? undefined : a / b;
+  const s4OverS1e = ratio(s4?.rps[n], s1e?.rps[n]);
+  const s1eOverS1u = ratio(s1e?.rps[n], s1u?.rps[n]);
+  const expressCpu =
+    s1e?.cpuUsPerRequest === undefined || s1u?.cpuUsPerRequest === undefined
+      ? undefined
+      : s1e.cpuUsPerRequest - s1u.cpuUsPerRequest;
+  return (
+    `context (not a target): S4 / S1e throughput (json, ${n} connections) ${fmt(s4OverS1e, 2)}; ` +
+    `S1e / S1u ${fmt(s1eOverS1u, 2)}; Express's own CPU per request (S1e - S1u) ${fmt(expressCpu)} µs`
+  );
+}
+
 export function targetLines(list: readonly Target[]): string {
   return list
     .map(

@@ -5,12 +5,8 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import {
-  createMockUpstream,
-  type MockBehaviour,
-  type MockUpstream,
-  type RecordedRequest,
-} from '../lib/testing/index.js';
+import type { MockBehaviour, MockUpstream, RecordedRequest } from '../lib/testing/index.js';
+import { testing } from './llmux.js';
 import {
   ELD_RESOLUTION_MS,
   RETRY_MARKERS,
@@ -108,7 +104,7 @@ class MockAnswers {
 }
 
 async function startMock(counters: WindowCounters): Promise<MockUpstream> {
-  const mock = await createMockUpstream({ maxRecorded: 0, keepAliveTimeoutMs: KEEP_ALIVE_MS });
+  const mock = await testing.createMockUpstream({ maxRecorded: 0, keepAliveTimeoutMs: KEEP_ALIVE_MS });
   mock.setBehaviour(new MockAnswers(counters).answer);
   return mock;
 }

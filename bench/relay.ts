@@ -1,5 +1,5 @@
 // The relay benchmark: the shipped mock upstream (S0) and the relays in front of it (S1 node:http
-// pipe, S1u undici Pool pipe, S2 Express + http-proxy-middleware, S3 llmux streamRelay, S4 the full
+// pipe, S1u undici Pool pipe, S1e that pipe as an Express route, S2 Express + http-proxy-middleware, S3 llmux streamRelay, S4 the full
 // llmux preset, and S4's retry and gate-saturation variants), each in its own pinned child process,
 // measured side by side: warm-up first, then rounds in which the scenarios of each workload take
 // turns; figures are medians over rounds. Any non-200 answer or incomplete stream fails the run.
@@ -27,7 +27,15 @@ import {
   type Scenario,
   type Settings,
 } from './relay-plan.js';
-import { jsonTable, ratioTable, targetLines, targets, variantTable, workloadTable } from './relay-report.js';
+import {
+  expressContext,
+  jsonTable,
+  ratioTable,
+  targetLines,
+  targets,
+  variantTable,
+  workloadTable,
+} from './relay-report.js';
 import { RETRY_OPTIONS, SATURATED_GATE_MAX } from './scenarios.js';
 
 const MAX_CONNECTIONS = 128;
@@ -246,6 +254,7 @@ function report(rig: Rig, items: readonly PlanItem[], summaries: Summary[], pinn
     GATE_NOTE,
     '',
     targetLines(list),
+    expressContext(of),
   ].join('\n');
   return { text, targets: list };
 }

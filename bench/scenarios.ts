@@ -1,4 +1,4 @@
-// The relay scenarios of the benchmarks (S1, S1u, S2, S3, S4 and its retry and gate-saturation
+// The relay scenarios of the benchmarks (S1, S1u, S1e, S2, S3, S4 and its retry and gate-saturation
 // variants S4r, S4g), each a plain request handler in front of an upstream URL.
 // bench/relay-server.ts serves one per child process; bench/soak-server.ts serves S4.
 import express from 'express';
@@ -6,18 +6,11 @@ import http from 'node:http';
 import { pipeline } from 'node:stream';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { Pool } from 'undici';
-import {
-  bodyLimit,
-  CallbackSink,
-  createMetrics,
-  llmux,
-  MemoryKeyStore,
-  RequestTracker,
-  retry,
-  type RetryPolicy,
-  streamRelay,
-} from '../lib/index.js';
+import type { RequestTracker, RetryPolicy } from '../lib/index.js';
+import { lib } from './llmux.js';
 import { BENCH_KEY } from './relay-config.js';
+
+const { bodyLimit, CallbackSink, createMetrics, llmux, MemoryKeyStore, retry, streamRelay } = lib;
 
 /** Gate limit of S4: above the highest offered concurrency (128). */
 const GATE_MAX = 256;
@@ -97,6 +90,13 @@ function bareProxy(upstream: string): Handler {
   return app;
 }
 
+/** S1e: S1u's pipe as an Express route: the floor of any relay that lives in an Express app. */
+function undiciPoolInExpress(upstream: string): Handler {
+  const app = express();
+  app.post('/v1/chat/completions', undiciPool(upstream));
+  return app;
+}
+
 function relayAlone(upstream: string): Handler {
   const app = express();
   app.post('/v1/chat/completions', bodyLimit(), streamRelay({ upstream: `${upstream}/v1` }));
@@ -121,7 +121,7 @@ export function fullPreset(upstream: string, options: FullPresetOptions = {}): H
       gate: { max: options.gateMax ?? GATE_MAX },
       relay: { retry: options.retry ?? retry({ attempts: 2 }) },
       metrics: createMetrics(),
-      tracker: options.tracker ?? new RequestTracker({ sink: new CallbackSink(() => {}) }),
+      tracker: options.tracker ?? new lib.RequestTracker({ sink: new CallbackSink(() => {}) }),
     }),
   );
   return app;
@@ -130,6 +130,7 @@ export function fullPreset(upstream: string, options: FullPresetOptions = {}): H
 export const RELAYS: Record<string, (upstream: string) => Handler> = {
   S1: rawHttp,
   S1u: undiciPool,
+  S1e: undiciPoolInExpress,
   S2: bareProxy,
   S3: relayAlone,
   S4: (upstream) => fullPreset(upstream),
