@@ -323,9 +323,19 @@ describe('slow clients against the full preset behind createServer', () => {
   const openCount = (clients: readonly SlowClient[]): number =>
     clients.filter((client) => client.closedAt === undefined).length;
 
-  /** How long each client lived, from its first dripped byte to its close. */
-  const lifetimes = (clients: readonly SlowClient[]): number[] =>
-    clients.map((client) => (client.closedAt ?? Number.POSITIVE_INFINITY) - client.startedAt);
+  /**
+   * Every client was closed by the server with Node's bare 408, not before `timeoutMs` after its
+   * first dripped byte and within one connection check plus slack after it.
+   */
+  function expectCutWith408(clients: readonly SlowClient[], timeoutMs: number): void {
+    expect(openCount(clients)).toBe(0);
+    const lived = clients.map((client) => (client.closedAt ?? Number.POSITIVE_INFINITY) - client.startedAt);
+    expect(Math.min(...lived)).toBeGreaterThanOrEqual(timeoutMs - EARLY_SLACK_MS);
+    expect(Math.max(...lived)).toBeLessThanOrEqual(timeoutMs + CHECK_INTERVAL_MS + LATE_SLACK_MS);
+    for (const client of clients) {
+      expect(client.received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\nConnection: close\r\n\r\n$/);
+    }
+  }
 
   it(`serves JSON and streamed completions while ${SLOW_CLIENTS} clients drip their headers, then cuts each of them with a 408 after headersTimeoutMs`, async () => {
     const sockets = await Promise.all(Array.from({ length: SLOW_CLIENTS }, connect));
@@ -343,17 +353,10 @@ describe('slow clients against the full preset behind createServer', () => {
     // answer arrived, most slow clients were still connected (a starved machine may be slow enough
     // for the first connection checks to cut a few before it).
     expect(openWhenServed).toBeGreaterThan(SLOW_CLIENTS / 2);
-    expect(openCount(clients)).toBe(0);
-    // Cut by the headers timeout: not before it, and within one check interval plus slack after it.
-    const lived = lifetimes(clients);
-    expect(Math.min(...lived)).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS - EARLY_SLACK_MS);
-    expect(Math.max(...lived)).toBeLessThanOrEqual(HEADERS_TIMEOUT_MS + CHECK_INTERVAL_MS + LATE_SLACK_MS);
-    // Node answers 408 and closes while the client is still dripping (a byte dripped after the close
-    // may draw a reset, but only once the 408 was received); no slow client got another answer.
-    for (const client of clients) {
-      expect(client.received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\nConnection: close\r\n\r\n$/);
-      expect(client.offset).toBeLessThan(client.payload.length - 1);
-    }
+    // Cut by the headers timeout; Node answers 408 and closes while the client is still dripping
+    // (a byte dripped after the close may draw a reset, but only once the 408 was received).
+    expectCutWith408(clients, HEADERS_TIMEOUT_MS);
+    for (const client of clients) expect(client.offset).toBeLessThan(client.payload.length - 1);
     // The slow heads never reached the app: only the normal requests were admitted.
     expect(admitted).toBe(normalSent);
   });
@@ -372,15 +375,9 @@ describe('slow clients against the full preset behind createServer', () => {
 
     expect(gateWhileDripping).toEqual({ inFlight: 0, queued: 0, keys: 0 });
     expect(openWhenServed).toBeGreaterThan(SLOW_CLIENTS / 2);
-    expect(openCount(clients)).toBe(0);
-    // Cut by the request timeout, which is longer than the headers timeout the heads did beat.
-    const lived = lifetimes(clients);
-    expect(Math.min(...lived)).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - EARLY_SLACK_MS);
-    expect(Math.max(...lived)).toBeLessThanOrEqual(REQUEST_TIMEOUT_MS + CHECK_INTERVAL_MS + LATE_SLACK_MS);
+    // Cut by the request timeout, which is longer than the headers timeout the heads did beat;
     // llmux had not answered (it was still reading the body), so Node's own 408 went out.
-    for (const client of clients) {
-      expect(client.received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\nConnection: close\r\n\r\n$/);
-    }
+    expectCutWith408(clients, REQUEST_TIMEOUT_MS);
     expect(admitted).toBe(normalSent);
     expect(logged).toEqual([]);
   });
@@ -404,13 +401,7 @@ describe('slow clients against the full preset behind createServer', () => {
     const clients = sockets.map((socket) => startDripping(socket, '', chatHead(body).slice(0, -2)));
     await allClosedOrDeadline(clients, HEADERS_TIMEOUT_MS + CHECK_INTERVAL_MS + LATE_SLACK_MS);
 
-    expect(openCount(clients)).toBe(0);
-    const lived = lifetimes(clients);
-    expect(Math.min(...lived)).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS - EARLY_SLACK_MS);
-    expect(Math.max(...lived)).toBeLessThanOrEqual(HEADERS_TIMEOUT_MS + CHECK_INTERVAL_MS + LATE_SLACK_MS);
-    for (const client of clients) {
-      expect(client.received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\nConnection: close\r\n\r\n$/);
-    }
+    expectCutWith408(clients, HEADERS_TIMEOUT_MS);
   });
 
   it('leaves no permit, reservation, upstream request, logged error or socket behind after shutdown', async () => {
