@@ -66,12 +66,7 @@ export class ServerProcess {
   /** Forks `relay-server.ts <args>` (pinned to `core` when given) and waits for its port. */
   static start(name: string, args: string[], core: number | undefined): Promise<ServerProcess> {
     const script = fileURLToPath(new URL('./relay-server.ts', import.meta.url));
-    const flags = [...serverFlags(), '--import', 'tsx'];
-    const child = fork(script, args, {
-      execPath: core === undefined ? process.execPath : 'taskset',
-      execArgv: core === undefined ? flags : ['-c', String(core), process.execPath, ...flags],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    const child = forkPinned(script, args, core, serverFlags());
     running.add(child);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
@@ -116,6 +111,21 @@ export class ServerProcess {
       this.child.send(msg);
     });
   }
+}
+
+/** Forks a bench script under tsx, pinned to `core` with taskset when one is given. */
+export function forkPinned(
+  script: string,
+  args: readonly string[],
+  core: number | undefined,
+  nodeFlags: readonly string[],
+): ChildProcess {
+  const flags = [...nodeFlags, '--import', 'tsx'];
+  return fork(script, args, {
+    execPath: core === undefined ? process.execPath : 'taskset',
+    execArgv: core === undefined ? flags : ['-c', String(core), process.execPath, ...flags],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
 }
 
 const running = new Set<ChildProcess>();
