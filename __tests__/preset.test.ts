@@ -89,6 +89,7 @@ describe.each(expressVersions)('llmux() preset on %s', (_label, express) => {
       ['post', '/v1/models'],
       ['get', '/v1'],
       ['post', '/v1/Chat/Completions'],
+      ['post', '/V1/chat/completions'],
       ['post', '/v1/chat/completions/'],
     ] as const) {
       const res = await request(app)[method](path).set('Authorization', `Bearer ${KEY}`);

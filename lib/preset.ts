@@ -143,26 +143,46 @@ interface PresetChains {
 const RELAYED_PATHS: ReadonlySet<string> = new Set(RELAYED_ROUTES);
 
 /**
- * The middlewares for a request; undefined outside `/v1`, which is left to the host. Paths match
- * exactly, as the OpenAI API's do: an upper-cased path or a trailing slash would be relayed as
- * such and refused upstream, so it is a 404 here.
+ * The middlewares for a request; undefined outside `/v1` (in any case, as Express matched the
+ * prefix), which is left to the host. Routes match exactly, as the OpenAI API's do: an upper-cased
+ * path or a trailing slash would be relayed as such and refused upstream, so it is a 404 here.
  */
 function chainFor(
   chains: PresetChains,
   method: string | undefined,
   url: string | undefined,
 ): readonly Middleware[] | undefined {
-  const path = normalisePath(url ?? '/');
-  if (path !== '/v1' && !path.startsWith('/v1/')) return undefined;
+  const path = pathOf(url ?? '/');
+  if (!underV1(path)) return undefined;
   if (method === 'POST' && RELAYED_PATHS.has(path)) return chains.relayed;
   if ((method === 'GET' || method === 'HEAD') && isModelsPath(path)) return chains.models;
   return chains.unknown;
 }
 
-/** The path without its query string. */
-function normalisePath(url: string): string {
-  const q = url.indexOf('?');
-  return q === -1 ? url : url.slice(0, q);
+/**
+ * The path of a request target, as Express routes on it: without the query string, and without
+ * the scheme and authority of an absolute-form target (`POST http://host/v1/…`, sent through
+ * proxies; RFC 9112 §3.2.2).
+ */
+function pathOf(url: string): string {
+  let start = 0;
+  if (url.charCodeAt(0) !== 47 /* / */) {
+    const scheme = url.indexOf('://');
+    if (scheme !== -1) {
+      const slash = url.indexOf('/', scheme + 3);
+      start = slash === -1 ? url.length : slash;
+    }
+  }
+  const query = url.indexOf('?', start);
+  return query === -1 ? url.slice(start) : url.slice(start, query);
+}
+
+/** `/v1` or `/v1/…`, the prefix in any case. */
+function underV1(path: string): boolean {
+  if (path.length < 3 || (path.length > 3 && path.charCodeAt(3) !== 47) /* / */) return false;
+  return (
+    path.charCodeAt(0) === 47 && (path.charCodeAt(1) | 0x20) === 118 /* v */ && path.charCodeAt(2) === 49
+  );
 }
 
 /** `/v1/models` or `/v1/models/{one segment}`. */
