@@ -1,5 +1,5 @@
-// Review of the one-layer preset, the batched SSE relay and the indexOf SSE splitter (since f2591c4).
-// The preset test fails on purpose (a regression); the SSE tests pin behaviours the batching must keep.
+// Regressions of the hot-path work: the one-layer preset must route as Express did (absolute-form
+// targets included), and the batched SSE relay must keep event order, retry rules and backpressure.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import http from 'node:http';
