@@ -57,6 +57,18 @@ async function rawUpstream(
 }
 
 /** A stream relay behind bodyLimit, retrying up to 3 times with almost no backoff. */
+/** One streamed request through a fresh relay in front of `upstream`; everything closed after. */
+async function streamOnce(upstream: Listening): Promise<Received> {
+  const app = await relayApp(upstream.url);
+  try {
+    return await postStream(app.port);
+  } finally {
+    await app.closeRelay();
+    await app.close();
+    await upstream.close();
+  }
+}
+
 async function relayApp(
   upstreamUrl: string,
   before?: express.RequestHandler,
@@ -193,11 +205,7 @@ describe('SSE relay: batched writes keep order, backpressure and the retry rule'
           'data: {"error":{"message":"boom","type":"server_error","code":"overloaded"}}\n\n',
       );
     });
-    const app = await relayApp(upstream.url);
-    const got = await postStream(app.port);
-    await app.closeRelay();
-    await app.close();
-    await upstream.close();
+    const got = await streamOnce(upstream);
     expect(got.status).toBe(200);
     const events = parseSse(got.text);
     expect(events.slice(0, 3).map(contentOf)).toEqual(['a', 'b', 'c']);
@@ -234,11 +242,7 @@ describe('SSE relay: batched writes keep order, backpressure and the retry rule'
     ];
     for (const [label, script, code] of cases) {
       const upstream = await rawUpstream((res, socket) => script(res, socket));
-      const app = await relayApp(upstream.url);
-      const got = await postStream(app.port);
-      await app.closeRelay();
-      await app.close();
-      await upstream.close();
+      const got = await streamOnce(upstream);
       expect([label, got.status]).toEqual([label, 200]);
       const events = parseSse(got.text);
       expect([label, events.slice(0, -1).map(contentOf)]).toEqual([label, ['a', 'b', 'c']]);
@@ -256,11 +260,7 @@ describe('SSE relay: batched writes keep order, backpressure and the retry rule'
       if (seq === 1) res.end('data: {"error":{"message":"busy","type":"server_error","code":"x"}}\n\n');
       else res.end(chunkFrame('ok') + 'data: [DONE]\n\n');
     });
-    const app = await relayApp(upstream.url);
-    const got = await postStream(app.port);
-    await app.closeRelay();
-    await app.close();
-    await upstream.close();
+    const got = await streamOnce(upstream);
     expect(got.status).toBe(200);
     const events = parseSse(got.text);
     expect(events.map((e) => e.data)).toEqual([expect.stringContaining('"ok"'), '[DONE]']);
@@ -297,11 +297,7 @@ describe('SSE relay: batched writes keep order, backpressure and the retry rule'
           }
           res.end();
         });
-        const app = await relayApp(upstream.url);
-        const got = await postStream(app.port);
-        await app.closeRelay();
-        await app.close();
-        await upstream.close();
+        const got = await streamOnce(upstream);
         expect([JSON.stringify(eol), byteByByte, got.status]).toEqual([JSON.stringify(eol), byteByByte, 200]);
         expect(got.text).not.toContain('usage');
         expect(parseSse(got.text)).toEqual(expected);
