@@ -228,8 +228,10 @@ describe('ClientCache', () => {
     expect(count('TCPSocketWrap')).toBeGreaterThan(0);
     expect(count('Timeout')).toBeLessThanOrEqual(timeoutsBefore);
     await cache.close();
-    // Both ends of every upstream socket are gone, and no timer keeps the process alive.
+    // Both ends of every upstream socket are gone, and no timer keeps the process alive: a short
+    // timer Node or undici armed while the sockets closed may still be due on a loaded machine, so
+    // it gets the same bounded wait (a leaked interval or long timer never leaves).
     await waitFor(() => count('TCPSocketWrap') === 0);
-    expect(count('Timeout')).toBeLessThanOrEqual(timeoutsBefore);
+    await waitFor(() => count('Timeout') <= timeoutsBefore);
   });
 });
