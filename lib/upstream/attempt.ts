@@ -301,7 +301,6 @@ class SseRelay implements SseVisitor {
   private runStart = 0;
   private runEnd = 0;
   private readonly batch: Buffer[] = [];
-  private batchBytes = 0;
   private flushScheduled = false;
   private resolve!: (result: AttemptResult) => void;
 
@@ -412,7 +411,6 @@ class SseRelay implements SseVisitor {
     if (frame === undefined) return;
     this.runFrame = undefined;
     this.batch.push(frame.subarray(this.runStart, this.runEnd));
-    this.batchBytes += this.runEnd - this.runStart;
   }
 
   /** Writes everything gathered in one write; pauses the upstream when the client is behind. */
@@ -420,9 +418,8 @@ class SseRelay implements SseVisitor {
     this.sealRun();
     const batch = this.batch;
     if (batch.length === 0) return;
-    const bytes = batch.length === 1 ? batch[0]! : Buffer.concat(batch, this.batchBytes);
+    const bytes = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
     batch.length = 0;
-    this.batchBytes = 0;
     const res = this.input.res;
     if (res.destroyed) return;
     res.write(bytes);
