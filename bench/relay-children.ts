@@ -1,5 +1,5 @@
-// The relay benchmark's server processes: forked from bench/relay-server.ts, pinned with taskset
-// where the machine allows, asked for their stats over IPC, and killed when the run ends.
+// The benchmarks' server processes: forked from bench/relay-server.ts (or bench/soak-server.ts),
+// pinned with taskset where the machine allows, asked over IPC, and killed when the run ends.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -51,7 +51,15 @@ export function serverFlags(): string[] {
   return ['--no-memory-reducer', ...extra];
 }
 
-/** One server process and its stats channel (it answers in order, so replies queue FIFO). */
+/** How {@link ServerProcess.start} runs a server other than the relay benchmark's. */
+export interface ServerStart {
+  /** The script, relative to bench/. Default `./relay-server.ts`. */
+  script?: string;
+  /** Node flags. Default {@link serverFlags}. */
+  flags?: readonly string[];
+}
+
+/** One server process and its IPC channel (it answers in order, so replies queue FIFO). */
 export class ServerProcess {
   private readonly pending: ((reply: unknown) => void)[] = [];
 
@@ -63,10 +71,18 @@ export class ServerProcess {
     child.on('message', (reply) => this.pending.shift()?.(reply));
   }
 
-  /** Forks `relay-server.ts <args>` (pinned to `core` when given) and waits for its port. */
-  static start(name: string, args: string[], core: number | undefined): Promise<ServerProcess> {
-    const script = fileURLToPath(new URL('./relay-server.ts', import.meta.url));
-    const child = forkPinned(script, args, core, serverFlags());
+  /**
+   * Forks `relay-server.ts <args>` (or `start.script`), pinned to `core` when given, and waits
+   * for its port. The server exiting before {@link stopServers} ends the run.
+   */
+  static start(
+    name: string,
+    args: string[],
+    core: number | undefined,
+    start: ServerStart = {},
+  ): Promise<ServerProcess> {
+    const script = fileURLToPath(new URL(start.script ?? './relay-server.ts', import.meta.url));
+    const child = forkPinned(script, args, core, start.flags ?? serverFlags());
     running.add(child);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
@@ -90,23 +106,27 @@ export class ServerProcess {
 
   /** Resets the server's counters; resolves once it has. */
   async startWindow(): Promise<void> {
-    await this.ask({ type: 'window-start' });
+    await this.ask<WindowStats>({ type: 'window-start' } satisfies WindowRequest);
   }
 
   /** The server's stats since {@link startWindow}. */
   endWindow(): Promise<WindowStats> {
-    return this.ask({ type: 'window-end' }) as Promise<WindowStats>;
+    return this.ask<WindowStats>({ type: 'window-end' } satisfies WindowRequest);
   }
 
-  private ask(msg: WindowRequest): Promise<unknown> {
+  /** Sends `msg` and resolves with the server's reply to it; rejects after `timeoutMs`. */
+  ask<T>(
+    msg: { readonly type: string; readonly [field: string]: unknown },
+    timeoutMs = REPLY_TIMEOUT_MS,
+  ): Promise<T> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`server ${this.name}: no reply to ${msg.type}`)),
-        REPLY_TIMEOUT_MS,
+        timeoutMs,
       );
       this.pending.push((reply) => {
         clearTimeout(timer);
-        resolve(reply);
+        resolve(reply as T);
       });
       this.child.send(msg);
     });

@@ -7,14 +7,13 @@
 // SOAK_SSE_EVERY, SOAK_TRACKER_CAPACITY, SOAK_PIN=0; e.g. `SOAK_REQUESTS=50000 npm run bench:soak`.
 // SOAK_HEAP_SNAPSHOTS=1 also writes heap snapshots of the server after the start and end GCs (to the OS
 // temp dir) for a comparison; writing one costs the server tens of MiB of RSS that it keeps.
-import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { forkPinned } from './relay-children.js';
+import { killServers, pinProcesses, ServerProcess } from './relay-children.js';
 import { BENCH_KEY, SSE_CHUNKS } from './relay-config.js';
 import type { SoakRequest, SoakSample, SoakSnapshotReply } from './soak-server.js';
 import { svgLineChart } from './svg-plot.js';
@@ -53,6 +52,8 @@ const SAMPLE_INTERVAL_MS = 1_000;
 const MAX_LAG_MS = 1_000;
 /** Quiet time before each forced GC, so timers and sockets of the last requests settle first. */
 const SETTLE_MS = 2_000;
+/** A heap snapshot of the server can take seconds to write. */
+const SNAPSHOT_REPLY_MS = 120_000;
 /** Slopes and the forced-GC delta must stay under this, in MiB per 100,000 requests. */
 const TARGET_MIB_PER_100K = 1;
 /** The run stops by itself even when a busy machine holds only a quarter of the rate. */
@@ -88,67 +89,6 @@ const SETTINGS = {
 };
 
 // ---------------------------------------------------------------- child processes
-
-const children = new Set<ChildProcess>();
-
-function killChildren(): void {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-  children.clear();
-}
-
-/** Whether `taskset` can pin processes here (checked once). */
-function detectTaskset(): boolean {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
-    return os.cpus().length >= 2;
-  } catch {
-    return false;
-  }
-}
-
-function startChild(
-  script: string,
-  args: string[],
-  core: number | undefined,
-  nodeFlags: string[],
-): Promise<{ child: ChildProcess; port: number }> {
-  const child = forkPinned(fileURLToPath(new URL(script, import.meta.url)), args, core, nodeFlags);
-  children.add(child);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script} did not start in 20 s`)), 20_000);
-    child.once('message', (msg: { port: number }) => {
-      clearTimeout(timer);
-      resolve({ child, port: msg.port });
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${script} exited with ${code}`));
-    });
-  });
-}
-
-/**
- * Request/reply over the soak server's IPC channel; it answers in order, so replies queue FIFO. The
- * server dying ends the run: nothing else would answer.
- */
-class ServerChannel {
-  private readonly pending: ((reply: unknown) => void)[] = [];
-
-  constructor(private readonly child: ChildProcess) {
-    child.on('message', (reply) => this.pending.shift()?.(reply));
-    child.on('exit', (code, signal) => {
-      process.stderr.write(`soak: the S4 server exited (${code ?? signal}) before the run ended\n`);
-      process.exit(1);
-    });
-  }
-
-  ask<T>(msg: SoakRequest): Promise<T> {
-    return new Promise((resolve) => {
-      this.pending.push(resolve as (reply: unknown) => void);
-      this.child.send(msg);
-    });
-  }
-}
 
 // ---------------------------------------------------------------- load
 
@@ -282,11 +222,11 @@ function pointOf(sample: SoakSample, requests: number, seconds: number): MemoryP
 }
 
 /** Samples the server every second until stopped, printing a progress line every 30 samples. */
-function startSampler(channel: ServerChannel, stats: LoadStats, points: MemoryPoint[]): () => Promise<void> {
+function startSampler(channel: ServerProcess, stats: LoadStats, points: MemoryPoint[]): () => Promise<void> {
   const start = performance.now();
   let inFlight: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
-    inFlight = channel.ask<SoakSample>({ type: 'sample' }).then((sample) => {
+    inFlight = channel.ask<SoakSample>({ type: 'sample' } satisfies SoakRequest).then((sample) => {
       const point = pointOf(sample, stats.completed, (performance.now() - start) / 1_000);
       points.push(point);
       if (points.length % 30 === 0) progress(point);
@@ -306,17 +246,20 @@ function progress(point: MemoryPoint): void {
 }
 
 async function forcedGcPoint(
-  channel: ServerChannel,
+  channel: ServerProcess,
   requests: number,
   seconds: number,
 ): Promise<MemoryPoint> {
-  return pointOf(await channel.ask<SoakSample>({ type: 'gc' }), requests, seconds);
+  return pointOf(await channel.ask<SoakSample>({ type: 'gc' } satisfies SoakRequest), requests, seconds);
 }
 
-async function heapSnapshot(channel: ServerChannel, name: string): Promise<string | undefined> {
+async function heapSnapshot(channel: ServerProcess, name: string): Promise<string | undefined> {
   if (!HEAP_SNAPSHOTS) return undefined;
   const file = path.join(os.tmpdir(), `llmux-soak-${name}-${process.pid}.heapsnapshot`);
-  const reply = await channel.ask<SoakSnapshotReply>({ type: 'snapshot', path: file });
+  const reply = await channel.ask<SoakSnapshotReply>(
+    { type: 'snapshot', path: file } satisfies SoakRequest,
+    SNAPSHOT_REPLY_MS,
+  );
   process.stderr.write(`soak: heap snapshot ${reply.path}\n`);
   return reply.path;
 }
@@ -513,29 +456,26 @@ function plot(points: readonly MemoryPoint[], start: MemoryPoint, end: MemoryPoi
 
 interface Setup {
   pool: Pool;
-  channel: ServerChannel;
+  channel: ServerProcess;
   pinning: { used: boolean; loadGenerator?: number; server?: number; mock?: number; reason?: string };
 }
 
 async function setUp(): Promise<Setup> {
-  const pinned = PIN && detectTaskset();
   // Load generator and mock on core 0, the S4 server alone on core 1 (as in npm run bench).
-  const serverCore = pinned ? 1 : undefined;
-  const mockCore = pinned ? (os.cpus().length >= 3 ? 2 : 0) : undefined;
-  if (pinned) execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-  const mock = await startChild('./relay-server.ts', ['mock'], mockCore, []);
-  const upstream = `http://127.0.0.1:${mock.port}`;
-  const server = await startChild('./soak-server.ts', [upstream, String(TRACKER_CAPACITY)], serverCore, [
-    '--expose-gc',
-  ]);
-  const pool = new Pool(`http://127.0.0.1:${server.port}`, {
-    connections: CONNECTIONS,
-    keepAliveTimeout: 60_000,
-  });
-  const pinning = pinned
-    ? { used: true, loadGenerator: 0, server: serverCore, mock: mockCore }
-    : { used: false, reason: PIN ? 'taskset missing or a single core' : 'SOAK_PIN=0' };
-  return { pool, channel: new ServerChannel(server.child), pinning };
+  const pinned = PIN ? pinProcesses() : undefined;
+  const use = pinned?.used === true;
+  const mock = await ServerProcess.start('mock', ['mock'], use ? pinned.mockCore : undefined, { flags: [] });
+  const server = await ServerProcess.start(
+    'S4',
+    [mock.url, String(TRACKER_CAPACITY)],
+    use ? pinned.relayCore : undefined,
+    { script: './soak-server.ts', flags: ['--expose-gc'] },
+  );
+  const pool = new Pool(server.url, { connections: CONNECTIONS, keepAliveTimeout: 60_000 });
+  const pinning = use
+    ? { used: true, loadGenerator: pinned.loadGeneratorCore, server: pinned.relayCore, mock: pinned.mockCore }
+    : { used: false, reason: pinned?.note ?? 'SOAK_PIN=0' };
+  return { pool, channel: server, pinning };
 }
 
 interface SoakRun {
@@ -676,10 +616,10 @@ function printSummary(
   }
 }
 
-process.on('exit', killChildren);
+process.on('exit', killServers);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    killChildren();
+    killServers();
     process.exit(130);
   });
 }
