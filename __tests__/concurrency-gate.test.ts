@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import type { NextFunction, Request, Response } from 'express';
 import { getContext } from '../lib/context.js';
-import { errors, sendError, toLlmuxError } from '../lib/errors.js';
+import { errors, sendError, toLlmuxError } from '../lib/index.js';
 import {
   concurrencyGate,
   type ConcurrencyGate,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { decodeUpstreamError, LlmuxError, errors } from '../lib/errors.js';
+import { decodeUpstreamError, LlmuxError, errors } from '../lib/index.js';
 
 describe('decodeUpstreamError', () => {
   it.each([

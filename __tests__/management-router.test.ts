@@ -9,7 +9,7 @@ import {
   type ManagementRouterOptions,
 } from '../lib/keys/management-router.js';
 import { MemoryKeyStore } from '../lib/keys/memory-store.js';
-import type { Logger } from '../lib/middleware/recovery.js';
+import type { Logger } from '../lib/log.js';
 import { expressVersions } from './support/express-versions.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];

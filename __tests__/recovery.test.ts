@@ -8,8 +8,9 @@ import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import express5 from 'express';
 import type { NextFunction, Request, Response } from 'express';
-import { errors, LlmuxError } from '../lib/errors.js';
-import { asyncHandler, recovery, type Logger } from '../lib/middleware/recovery.js';
+import { errors, LlmuxError } from '../lib/index.js';
+import { asyncHandler, recovery } from '../lib/middleware/recovery.js';
+import { type Logger } from '../lib/log.js';
 import { expressVersions } from './support/express-versions.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];

@@ -5,10 +5,10 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { RequestContext } from '../lib/context.js';
-import { LlmuxError } from '../lib/errors.js';
-import { isStoreUnavailableError } from '../lib/keys/redis-store.js';
+import { LlmuxError } from '../lib/index.js';
+import { isStoreUnavailableError } from '../lib/errors/store.js';
 import { utcDayNumber } from '../lib/keys/utc.js';
-import type { Logger } from '../lib/middleware/recovery.js';
+import type { Logger } from '../lib/log.js';
 import { UpstreamPool, type PooledUpstreamOptions, type UpstreamStateChange } from '../lib/upstream/pool.js';
 import {
   sharePoolState,

@@ -5,7 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
-import type { Logger } from '../lib/middleware/recovery.js';
+import type { Logger } from '../lib/log.js';
 import type { RequestRecord } from '../lib/tracking/record.js';
 import { RequestTracker } from '../lib/tracking/tracker.js';
 import {

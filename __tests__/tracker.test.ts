@@ -6,7 +6,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { getContext } from '../lib/context.js';
-import { recovery, type Logger } from '../lib/middleware/recovery.js';
+import { recovery } from '../lib/middleware/recovery.js';
+import { type Logger } from '../lib/log.js';
 import {
   LATENCY_BUCKET_BOUNDS_MS,
   latencyBucketIndex,

@@ -3,8 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import { RequestContext } from '../lib/context.js';
-import type { UpstreamErrorCategory } from '../lib/errors.js';
-import { LlmuxError } from '../lib/errors.js';
+import type { UpstreamErrorCategory } from '../lib/index.js';
+import { LlmuxError } from '../lib/index.js';
 import { UpstreamPool, upstreamPool, type UpstreamPoolOptions } from '../lib/upstream/pool.js';
 import type { AttemptOutcome, UpstreamEndpoint } from '../lib/upstream/source.js';
 import type { UpstreamStrategy } from '../lib/upstream/strategies.js';

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from '../lib/middleware/recovery.js';
+import type { Logger } from '../lib/log.js';
 import { CallbackSink, type UsageBatchWriter } from '../lib/tracking/callback-sink.js';
 import { JsonlFileSink } from '../lib/tracking/jsonl-file-sink.js';
 import type { RequestRecord } from '../lib/tracking/record.js';

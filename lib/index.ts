@@ -1,26 +1,26 @@
 // The public API of llmux: re-exports only.
 export {
   LlmuxError,
+  llmuxError,
   errors,
   isLlmuxError,
   sendError,
   sseErrorFrame,
   toLlmuxError,
-  decodeUpstreamError,
-} from './errors.js';
-export type {
-  LlmuxErrorCode,
-  LlmuxErrorInit,
-  LlmuxErrorType,
-  OpenAIErrorBody,
-  UpstreamErrorCategory,
-  DecodedUpstreamError,
-} from './errors.js';
+} from './errors/llmux-error.js';
+export type { LlmuxErrorInit, LlmuxErrorOptions, OpenAIErrorBody } from './errors/llmux-error.js';
+export { ERROR_CATALOG, ERROR_CODES, errorSpecOf } from './errors/catalog.js';
+export type { ErrorSpec, LlmuxErrorCode, LlmuxErrorType } from './errors/catalog.js';
+export { decodeUpstreamError } from './errors/upstream.js';
+export type { UpstreamErrorCategory, DecodedUpstreamError } from './errors/upstream.js';
+export { StoreUnavailableError, isStoreUnavailableError } from './errors/store.js';
 export { RequestContext, getContext, ensureContext, isSaneRequestId, REQUEST_ID_HEADER } from './context.js';
 export type { Usage } from './context.js';
 export { requestContext } from './middleware/request-context.js';
-export { recovery, asyncHandler, stderrLogger } from './middleware/recovery.js';
-export type { Logger, RecoveryOptions } from './middleware/recovery.js';
+export { recovery, asyncHandler } from './middleware/recovery.js';
+export type { RecoveryOptions } from './middleware/recovery.js';
+export { stderrLogger } from './log.js';
+export type { Logger } from './log.js';
 export { bodyLimit, DEFAULT_MAX_BODY_BYTES } from './middleware/body-limit.js';
 export type { BodyLimitOptions } from './middleware/body-limit.js';
 export { keyAuth, estimateRequest, billOf } from './middleware/key-auth.js';
@@ -31,7 +31,7 @@ export { Pricing, DEFAULT_PRICING } from './keys/pricing.js';
 export type { ModelPrice, PricingTable } from './keys/pricing.js';
 export { MemoryKeyStore } from './keys/memory-store.js';
 export type { MemoryKeyStoreOptions } from './keys/memory-store.js';
-export { KeyStoreError, StoreUnavailableError, isStoreUnavailableError } from './keys/errors.js';
+export { KeyStoreError, isKeyStoreError } from './keys/errors.js';
 export { seedKeyStore } from './keys/seed.js';
 export type { KeyStoreSeed } from './keys/seed.js';
 export { managementRouter } from './keys/management-router.js';

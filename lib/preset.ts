@@ -3,7 +3,7 @@
 import express from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext } from './context.js';
-import { errors, sendError } from './errors.js';
+import { errors, sendError } from './errors/llmux-error.js';
 import type { LlmuxMetrics, WatchablePool } from './metrics.js';
 import type { RequestTracker } from './tracking/tracker.js';
 import { bodyLimit, type BodyLimitOptions } from './middleware/body-limit.js';
@@ -14,7 +14,8 @@ import {
 } from './middleware/concurrency-gate.js';
 import { keyAuth, type KeyAuth, type KeyAuthOptions } from './middleware/key-auth.js';
 import { passthrough } from './middleware/passthrough.js';
-import { recovery, type Logger } from './middleware/recovery.js';
+import { recovery } from './middleware/recovery.js';
+import type { Logger } from './log.js';
 import { requestContext } from './middleware/request-context.js';
 import { streamRelay, type StreamRelay, type StreamRelayOptions } from './middleware/stream-relay.js';
 import { toUpstreamSource, type StaticUpstreamOptions, type UpstreamSource } from './upstream/source.js';

@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Readable, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { errors, LlmuxError } from '../errors.js';
+import { errors, LlmuxError, llmuxError } from '../errors/llmux-error.js';
 
 /** How {@link readBody} ended when it did not produce the bytes. */
 export type ReadBodyFailure = LlmuxError | 'aborted';
@@ -32,10 +32,8 @@ export function readBody(req: IncomingMessage, settings: ReadBodySettings): Prom
     if (req.readableEnded) {
       // Someone drained the stream before us: waiting for 'end' would hang the request.
       reject(
-        new LlmuxError('the request body was already read by an earlier middleware', {
-          status: 500,
-          type: 'server_error',
-          code: 'internal_error',
+        llmuxError('internal_error', {
+          message: 'the request body was already read by an earlier middleware',
         }),
       );
       return;
@@ -94,10 +92,8 @@ export function readBody(req: IncomingMessage, settings: ReadBodySettings): Prom
       // The decoder fails on bad compressed bytes; the request itself fails only when the client left.
       if (decoder !== undefined && (req.complete || !req.destroyed)) {
         reject(
-          new LlmuxError(`request body could not be decompressed (${encoding})`, {
-            status: 400,
-            type: 'invalid_request_error',
-            code: 'invalid_encoding',
+          llmuxError('invalid_encoding', {
+            message: `request body could not be decompressed (${encoding})`,
             cause: err,
           }),
         );

@@ -3,7 +3,7 @@
 import { DROP_WAITER, QueuedWaiter } from './waiter.js';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { isStoreUnavailableError } from '../keys/errors.js';
+import { isStoreUnavailableError } from '../errors/store.js';
 import {
   ConnectionWait,
   evalScript,

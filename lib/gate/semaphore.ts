@@ -1,6 +1,6 @@
 // A FIFO counting semaphore with direct hand-off: a released permit goes straight to the oldest
 // waiter, so no newcomer can overtake the queue; a waiter leaves in O(1) on abort or timeout.
-import { errors, LlmuxError } from '../errors.js';
+import { errors, LlmuxError, llmuxError } from '../errors/llmux-error.js';
 import { DROP_WAITER, QueuedWaiter } from './waiter.js';
 import { WaiterList } from './waiter-list.js';
 
@@ -39,10 +39,8 @@ export function isGateRejection(value: unknown): value is GateRejection {
 /** The client's answer to a gate refusal: 503 in the OpenAI shape, with `Retry-After`. */
 export function gateRefusalError(reason: GateRejection): LlmuxError {
   if (reason.code === 'closed') return errors.gateClosed();
-  return new LlmuxError(reason.message, {
-    status: 503,
-    type: 'overloaded_error',
-    code: reason.code,
+  return llmuxError(reason.code === 'queue_full' ? 'queue_full' : 'queue_timeout', {
+    message: reason.message,
     retryAfterSeconds: Math.max(1, Math.ceil(reason.retryAfterMs / 1000)),
   });
 }

@@ -5,11 +5,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import type { Request, Response } from 'express';
 import { ensureContext, getContext } from '../context.js';
-import { errors, LlmuxError, sendError } from '../errors.js';
+import { errors, LlmuxError, sendError, llmuxError } from '../errors/llmux-error.js';
 import { bodyLimit } from '../middleware/body-limit.js';
-import { asyncHandler, recovery, stderrLogger, type Logger } from '../middleware/recovery.js';
+import { asyncHandler, recovery } from '../middleware/recovery.js';
+import { stderrLogger, type Logger } from '../log.js';
 import { redactSecrets } from '../redact.js';
-import { isKeyStoreError, isStoreUnavailableError } from './errors.js';
+import { isStoreUnavailableError } from '../errors/store.js';
+import { isKeyStoreError } from './errors.js';
 import { generateApiKey } from './generate.js';
 import { hashApiKey } from './hash.js';
 import type {
@@ -397,11 +399,7 @@ function bearerToken(header: string | undefined): string | undefined {
 }
 
 function adminRequired(): LlmuxError {
-  return new LlmuxError('this route needs the admin key', {
-    status: 403,
-    type: 'permission_error',
-    code: 'admin_required',
-  });
+  return llmuxError('admin_required');
 }
 
 /** One kind of plain record (teams, users) and the store operations behind its routes. */
@@ -465,10 +463,8 @@ function methodNotAllowed(allow: string) {
     res.setHeader('Allow', allow);
     sendError(
       res,
-      new LlmuxError(`method ${req.method ?? ''} is not allowed here; use ${allow}`, {
-        status: 405,
-        type: 'invalid_request_error',
-        code: 'method_not_allowed',
+      llmuxError('method_not_allowed', {
+        message: `method ${req.method ?? ''} is not allowed here; use ${allow}`,
       }),
     );
   };
@@ -672,8 +668,12 @@ function fromStoreError(err: unknown): unknown {
   }
 }
 
-function conflict(message: string, code: string, param: string | null): LlmuxError {
-  return new LlmuxError(message, { status: 409, type: 'invalid_request_error', code, param });
+function conflict(
+  message: string,
+  code: 'duplicate_id' | 'duplicate_hash' | 'in_use',
+  param: string | null,
+): LlmuxError {
+  return llmuxError(code, { message, param });
 }
 
 function iso(ms: number | undefined): string | null {

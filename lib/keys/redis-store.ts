@@ -14,7 +14,8 @@ import {
   type RedisScript,
 } from '../redis/connection.js';
 import { failOpenOption, positiveIntegerOption, stringOption } from '../redis/options.js';
-import { KeyStoreError, StoreUnavailableError, isKeyStoreError, isStoreUnavailableError } from './errors.js';
+import { isStoreUnavailableError } from '../errors/store.js';
+import { KeyStoreError, isKeyStoreError } from './errors.js';
 import {
   ADMIT_SCRIPT,
   AUTH_SCRIPT,
@@ -842,5 +843,3 @@ function rateLimitAt(reply: string[], at: number): RateLimitState | undefined {
   if (reply[at] === '' || reply[at] === undefined) return undefined;
   return { limit: Number(reply[at]), remaining: Number(reply[at + 1]), resetMs: Number(reply[at + 2]) };
 }
-
-export { StoreUnavailableError, isStoreUnavailableError };

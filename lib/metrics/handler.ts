@@ -2,7 +2,7 @@
 // when the registry was made for it), collected at scrape time.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
-import { errors, sendError } from '../errors.js';
+import { errors, sendError } from '../errors/llmux-error.js';
 
 /** The handler returned by {@link metricsHandler}. */
 export type MetricsHandler = (req: IncomingMessage, res: ServerResponse) => void;

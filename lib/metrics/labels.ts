@@ -1,5 +1,6 @@
 // Bounded label values for the Prometheus metrics: every raw value (model, route, error code,
 // upstream name, retry reason) is mapped into a fixed or capped set, with `other` past it.
+import { ERROR_CODES, type LlmuxErrorCode } from '../errors/catalog.js';
 import { DEFAULT_PRICING } from '../keys/pricing.js';
 
 /** The label value of anything outside a known set. */
@@ -38,45 +39,11 @@ const ROUTE_FAMILIES: readonly (readonly [prefix: string, label: string])[] = [
   ['/v1/fine_tuning/jobs/', '/v1/fine_tuning/jobs/:job_id'],
 ];
 
-/** Error codes of llmux's own errors, labelled by name on `requests_total`; others are `other`. */
-export const KNOWN_ERROR_CODES: readonly string[] = Object.freeze([
-  'invalid_json',
-  'invalid_request',
-  'invalid_encoding',
-  'unsupported_media_type',
-  'unsupported_encoding',
-  'length_required',
-  'body_too_large',
-  'invalid_api_key',
-  'too_many_auth_failures',
-  'model_not_allowed',
-  'insufficient_quota',
-  'rate_limited',
-  'daily_quota_exceeded',
-  'too_many_parallel_requests',
-  'store_unavailable',
-  'admin_required',
-  'not_found',
-  'method_not_allowed',
-  'queue_full',
-  'queue_timeout',
-  'gate_closed',
-  'overloaded',
-  'no_upstream_available',
-  'client_closed',
-  'internal_error',
-  'upstream_error',
-  'upstream_auth_error',
-  'upstream_insufficient_quota',
-  'upstream_decode_error',
-  'upstream_response_too_large',
-  'upstream_stream_truncated',
-  'upstream_unreachable',
-  'upstream_timeout',
-]);
+/** Error codes of llmux's own errors (its catalog), labelled by name on `requests_total`; others are `other`. */
+export const KNOWN_ERROR_CODES: readonly string[] = ERROR_CODES;
 
 /** Codes of a request body refused by `bodyLimit` (`bodies_refused_total{code}`). */
-export const BODY_REFUSAL_CODES: ReadonlySet<string> = new Set([
+export const BODY_REFUSAL_CODES: ReadonlySet<string> = new Set<LlmuxErrorCode>([
   'body_too_large',
   'invalid_json',
   'unsupported_media_type',
@@ -86,7 +53,7 @@ export const BODY_REFUSAL_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /** Codes of a request refused by `keyAuth` (`auth_failures_total{reason}`). */
-export const AUTH_FAILURE_CODES: ReadonlySet<string> = new Set([
+export const AUTH_FAILURE_CODES: ReadonlySet<string> = new Set<LlmuxErrorCode>([
   'invalid_api_key',
   'too_many_auth_failures',
   'model_not_allowed',

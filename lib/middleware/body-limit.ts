@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readBody, type ReadBodySettings } from '../body/read-body.js';
 import { ensureContext, type RequestContext } from '../context.js';
-import { errors, LlmuxError, sendError } from '../errors.js';
+import { errors, LlmuxError, sendError } from '../errors/llmux-error.js';
 
 type Next = (err?: unknown) => void;
 

@@ -2,7 +2,7 @@
 // in FIFO order; each permit is released exactly once, when the response ends or the client leaves.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, type RequestContext } from '../context.js';
-import { errors, LlmuxError, sendError } from '../errors.js';
+import { errors, LlmuxError, sendError } from '../errors/llmux-error.js';
 import {
   FifoSemaphore,
   gateRefusalError,

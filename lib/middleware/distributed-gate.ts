@@ -2,8 +2,8 @@
 // shares one Redis; each permit is released exactly once, when the response closes.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
-import { errors, LlmuxError, sendError } from '../errors.js';
-import { isStoreUnavailableError } from '../keys/redis-store.js';
+import { errors, LlmuxError, sendError } from '../errors/llmux-error.js';
+import { isStoreUnavailableError } from '../errors/store.js';
 import { gateRefusalError, isGateRejection } from '../gate/semaphore.js';
 import {
   RedisSemaphore,

@@ -3,13 +3,14 @@
 // step, and the request's real cost settled exactly once when it ends, on every path.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
-import { errors, LlmuxError, sendError } from '../errors.js';
+import type { LlmuxErrorCode } from '../errors/catalog.js';
+import { errors, LlmuxError, sendError, llmuxError } from '../errors/llmux-error.js';
 import { modelAllowed } from '../keys/glob.js';
 import { digestsEqual, hashApiKey, readPresentedKey } from '../keys/hash.js';
 import { MemoryKeyStore } from '../keys/memory-store.js';
 import { Pricing, type PricingTable } from '../keys/pricing.js';
 import type { Admission, ApiKey, KeyStore, RateLimitState } from '../keys/types.js';
-import { stderrLogger, type Logger } from './recovery.js';
+import { stderrLogger, type Logger } from '../log.js';
 
 type Next = (err?: unknown) => void;
 
@@ -145,10 +146,8 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
       refuse(
         res,
         ctx,
-        new LlmuxError(`model ${JSON.stringify(ctx.model ?? '')} is not allowed for this key`, {
-          status: 403,
-          type: 'permission_error',
-          code: 'model_not_allowed',
+        llmuxError('model_not_allowed', {
+          message: `model ${JSON.stringify(ctx.model ?? '')} is not allowed for this key`,
           param: 'model',
         }),
       );
@@ -307,15 +306,12 @@ function refuse(res: ServerResponse, ctx: RequestContext, err: LlmuxError): void
 }
 
 function tooManyFailures(retryAfterMs: number): LlmuxError {
-  return new LlmuxError('too many failed authentication attempts; try again later', {
-    status: 429,
-    type: 'rate_limit_error',
-    code: 'too_many_auth_failures',
+  return llmuxError('too_many_auth_failures', {
     retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)),
   });
 }
 
-const REFUSALS: Record<string, { code: string; message: string }> = {
+const REFUSALS: Record<string, { code: LlmuxErrorCode; message: string }> = {
   budget: { code: 'insufficient_quota', message: 'budget exhausted' },
   rpm: { code: 'rate_limited', message: 'request rate limit reached' },
   tpm: { code: 'rate_limited', message: 'token rate limit reached' },
@@ -329,12 +325,8 @@ function refusalError(admission: Extract<Admission, { ok: false }>): LlmuxError 
   const headers: Record<string, string> = {};
   if (admission.rateLimit !== undefined) Object.assign(headers, rateLimitHeaders(admission.rateLimit));
   const budget = admission.reason === 'budget';
-  // A spent budget does not come back by waiting: tell OpenAI SDKs not to retry.
-  if (budget) headers['x-should-retry'] = 'false';
-  return new LlmuxError(`${admission.subject} ${refusal.message}`, {
-    status: 429,
-    type: budget ? 'insufficient_quota' : 'rate_limit_error',
-    code: refusal.code,
+  return llmuxError(refusal.code, {
+    message: `${admission.subject} ${refusal.message}`,
     retryAfterSeconds:
       admission.retryAfterMs === undefined
         ? budget

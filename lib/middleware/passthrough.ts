@@ -3,7 +3,7 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { ensureContext, getContext } from '../context.js';
-import { errors, LlmuxError, sendError } from '../errors.js';
+import { errors, LlmuxError, sendError } from '../errors/llmux-error.js';
 import {
   toUpstreamSource,
   type StaticUpstreamOptions,

@@ -2,29 +2,17 @@
 // its stack and request id (never a credential), and keeps the process alive.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext } from '../context.js';
-import { isLlmuxError, sendError, sseErrorFrame, toLlmuxError } from '../errors.js';
+import { isLlmuxError, sendError, sseErrorFrame, toLlmuxError } from '../errors/llmux-error.js';
+import { stderrLogger, type Logger } from '../log.js';
 import { redactSecrets } from '../redact.js';
 
 type Next = (err?: unknown) => void;
-
-/** Where llmux writes what went wrong. `console` fits; so does a pino or winston logger via a small adapter. */
-export interface Logger {
-  /** One structured event; `fields` never holds a credential. */
-  error(message: string, fields: Record<string, unknown>): void;
-}
 
 /** Options of {@link recovery}. */
 export interface RecoveryOptions {
   /** Receives one event per recovered error. Default: a JSON line on stderr. */
   logger?: Logger;
 }
-
-/** The default logger: one JSON line per event on stderr. */
-export const stderrLogger: Logger = {
-  error(message, fields) {
-    process.stderr.write(`${JSON.stringify({ level: 'error', msg: message, ...fields })}\n`);
-  },
-};
 
 /**
  * The error handler that ends every failed request cleanly. Mount it after your routes

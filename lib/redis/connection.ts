@@ -2,7 +2,7 @@
 // bounded by `commandTimeoutMs`, a wait for the connection, and Lua scripts run by EVALSHA.
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
-import { StoreUnavailableError, isStoreUnavailableError } from '../keys/errors.js';
+import { StoreUnavailableError, isStoreUnavailableError } from '../errors/store.js';
 
 /** Redis errors that mean "not now" rather than "wrong". */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOREPLICAS)\b/;

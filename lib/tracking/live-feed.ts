@@ -1,7 +1,7 @@
 // The live feed behind `GET /live`: SSE clients, request events, rollup snapshots and heartbeats.
 // Broadcast never waits on a client: one whose buffer passes the bound is dropped and counted.
 import type { ServerResponse } from 'node:http';
-import { LlmuxError, sendError } from '../errors.js';
+import { LlmuxError, sendError, llmuxError } from '../errors/llmux-error.js';
 import type { RequestRecord } from './record.js';
 import type { RequestTracker } from './tracker.js';
 import type { StatsWindow } from './windows.js';
@@ -167,6 +167,6 @@ export class LiveFeed {
   }
 }
 
-function refusal(message: string, code: string): LlmuxError {
-  return new LlmuxError(message, { status: 503, type: 'overloaded_error', code, retryAfterSeconds: 5 });
+function refusal(message: string, code: 'live_feed_closed' | 'too_many_live_clients'): LlmuxError {
+  return llmuxError(code, { message, retryAfterSeconds: 5 });
 }

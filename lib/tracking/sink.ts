@@ -1,7 +1,6 @@
 // The usage sink: request records go into a bounded buffer and one long-lived worker writes them
 // out in batches, woken by a full batch or a timer, retrying a failed batch with backoff.
-import type { Logger } from '../middleware/recovery.js';
-import { stderrLogger } from '../middleware/recovery.js';
+import { stderrLogger, type Logger } from '../log.js';
 import { redactSecrets } from '../redact.js';
 import type { RequestRecord } from './record.js';
 

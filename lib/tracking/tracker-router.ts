@@ -3,7 +3,7 @@
 import type { ServerResponse } from 'node:http';
 import express from 'express';
 import type { Request, Response } from 'express';
-import { errors, sendError } from '../errors.js';
+import { errors, sendError } from '../errors/llmux-error.js';
 import { LiveFeed, type LiveFeedSettings } from './live-feed.js';
 import { RequestTracker } from './tracker.js';
 import { isStatsWindow, STATS_WINDOWS, type StatsWindow } from './windows.js';

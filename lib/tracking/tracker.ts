@@ -3,7 +3,7 @@
 import { redactSecrets } from '../redact.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
-import { stderrLogger, type Logger } from '../middleware/recovery.js';
+import { stderrLogger, type Logger } from '../log.js';
 import { latencyBucketIndex, latencyPercentile } from './histogram.js';
 import { recordOf, type RequestRecord } from './record.js';
 import { RingBuffer } from './ring-buffer.js';

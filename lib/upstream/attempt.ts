@@ -3,15 +3,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher, Pool } from 'undici';
 import type { RequestContext } from '../context.js';
+import { errors, LlmuxError, sendError, sseErrorFrame, llmuxError } from '../errors/llmux-error.js';
 import {
   decodeUpstreamError,
   decodeUpstreamErrorObject,
-  errors,
-  LlmuxError,
-  sendError,
-  sseErrorFrame,
   type UpstreamErrorCategory,
-} from '../errors.js';
+} from '../errors/upstream.js';
 import { parseRetryAfterMs, toRetryAfterSeconds } from '../retry/retry-after.js';
 import type { AttemptOutcome, UpstreamEndpoint } from './source.js';
 import { SseSplitter, type SseVisitor } from './sse.js';
@@ -329,10 +326,8 @@ class SseRelay implements SseVisitor {
     this.sealRun();
     if (!fits && !this.finished) {
       this.fail(
-        new LlmuxError('upstream sent an SSE event above the size limit', {
-          status: 502,
-          type: 'upstream_error',
-          code: 'upstream_response_too_large',
+        llmuxError('upstream_response_too_large', {
+          message: 'upstream sent an SSE event above the size limit',
         }),
         failed('decode'),
       );

@@ -4,7 +4,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../context.js';
-import { errors, LlmuxError, sendError } from '../errors.js';
+import { errors, LlmuxError, sendError } from '../errors/llmux-error.js';
 import { fanOut } from '../fan-out.js';
 import type { RetryPolicy } from '../retry/policy.js';
 import { sleep } from '../retry/sleep.js';

@@ -1,6 +1,6 @@
 // A pool of upstream endpoints (URLs and keys) behind one UpstreamSource: a strategy picks among
 // the healthy ones, outcomes drive cooldowns, and status() feeds health pages. No timers.
-import { LlmuxError } from '../errors.js';
+import { LlmuxError, llmuxError } from '../errors/llmux-error.js';
 import { utcDayNumber } from '../keys/utc.js';
 import { maskKey } from '../redact.js';
 import { toRetryAfterSeconds } from '../retry/retry-after.js';
@@ -405,17 +405,13 @@ export class UpstreamPool implements UpstreamSource {
       else waitMs = Math.min(waitMs, h.msUntilServable(nowMs, day));
     }
     if (disabled === this.health.length) {
-      return new LlmuxError('no upstream is available: every upstream is disabled', {
-        status: 503,
-        type: 'overloaded_error',
-        code: 'no_upstream_available',
+      return llmuxError('no_upstream_available', {
+        message: 'no upstream is available: every upstream is disabled',
         retryAfterSeconds: ALL_DISABLED_RETRY_AFTER_SECONDS,
       });
     }
-    return new LlmuxError('no upstream is available: every upstream is cooling down, busy or at its cap', {
-      status: 503,
-      type: 'overloaded_error',
-      code: 'no_upstream_available',
+    return llmuxError('no_upstream_available', {
+      message: 'no upstream is available: every upstream is cooling down, busy or at its cap',
       retryAfterSeconds: toRetryAfterSeconds(waitMs),
     });
   }

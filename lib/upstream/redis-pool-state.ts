@@ -2,9 +2,9 @@
 // transitions are merged into one hash per upstream and published, attempts are INCRBY'd per day.
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { StoreUnavailableError } from '../keys/errors.js';
+import { StoreUnavailableError } from '../errors/store.js';
 import { utcDayNumber } from '../keys/utc.js';
-import { stderrLogger, type Logger } from '../middleware/recovery.js';
+import { stderrLogger, type Logger } from '../log.js';
 import { redactSecrets } from '../redact.js';
 import {
   evalScript,

@@ -1,6 +1,6 @@
 // The seam between the relay and where requests go: a source picks an endpoint per attempt and
 // hears how the attempt ended. `staticUpstream` is the simple one; the pool plugs in here.
-import type { UpstreamErrorCategory } from '../errors.js';
+import type { UpstreamErrorCategory } from '../errors/upstream.js';
 import type { RequestContext } from '../context.js';
 import { maskKey } from '../redact.js';
 
