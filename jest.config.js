@@ -1,4 +1,4 @@
-/** Jest runs the TypeScript sources as native ESM (p-limit and friends are ESM-only). */
+/** Jest runs the TypeScript sources as native ESM, as the library ships (SDKs under test are ESM too). */
 export default {
   testEnvironment: 'node',
   extensionsToTreatAsEsm: ['.ts'],

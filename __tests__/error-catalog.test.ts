@@ -105,7 +105,7 @@ describe('x-should-retry', () => {
     return (await request(app).get('/')).headers;
   }
 
-  it.each([['insufficient_quota'], ['daily_quota_exceeded'], ['too_many_auth_failures']] as const)(
+  it.each<[LlmuxErrorCode]>([['insufficient_quota'], ['daily_quota_exceeded'], ['too_many_auth_failures']])(
     'is false on %s, where waiting cannot help soon',
     async (code) => {
       expect((await headersOf(llmuxError(code)))['x-should-retry']).toBe('false');

@@ -3,7 +3,12 @@
 // or a store's ping fails or hangs past timeoutMs (fake timers), and never shows a key.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import request from 'supertest';
-import { healthRouter, type HealthPool, type HealthRouterOptions, type HealthStore } from '../lib/health.js';
+import {
+  healthRouter,
+  type HealthPool,
+  type HealthRouterOptions,
+  type HealthStore,
+} from '../lib/health/router.js';
 import { UpstreamPool } from '../lib/upstream/pool.js';
 import { expressVersions } from './support/express-versions.js';
 

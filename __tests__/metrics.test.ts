@@ -15,7 +15,12 @@ import {
   streamRelay,
   upstreamPool,
 } from '../lib/index.js';
-import { createMetrics, metricsHandler, type LlmuxMetrics, type MetricsOptions } from '../lib/metrics.js';
+import {
+  createMetrics,
+  metricsHandler,
+  type LlmuxMetrics,
+  type MetricsOptions,
+} from '../lib/metrics/metrics.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
 

@@ -1,6 +1,5 @@
 // Runs tasks with a concurrency limit and one shared AbortSignal: the first failure aborts the
 // rest, and the result is known only once every task has settled, so nothing is left running.
-import pLimit, { type LimitFunction } from 'p-limit';
 import { abortError } from './retry/sleep.js';
 
 /** One unit of work for {@link fanOut}; it should stop promptly when `signal` aborts. */
@@ -48,43 +47,44 @@ export async function fanOut<T>(tasks: readonly FanOutTask<T>[], options: FanOut
   }
 }
 
-/** The state of one {@link fanOut} call: its limiter, its shared controller, its first error. */
+/** The state of one {@link fanOut} call: its shared controller, its first error, its next task. */
 class FanOutRun<T> {
   private readonly controller = new AbortController();
-  private readonly limit: LimitFunction;
   private failed = false;
   private firstError: unknown = undefined;
+  private next = 0;
 
-  constructor(concurrency: number) {
-    this.limit = pLimit({ concurrency, rejectOnClear: true });
-  }
+  constructor(private readonly concurrency: number) {}
 
   async all(tasks: readonly FanOutTask<T>[]): Promise<T[]> {
-    const settled = await Promise.allSettled(tasks.map((task) => this.limit(this.start, task)));
+    const results = new Array<T>(tasks.length);
+    // `concurrency` workers, each taking the next task until none is left or one failed: tasks
+    // not yet started never start after a failure.
+    const workers = Math.min(this.concurrency, tasks.length);
+    const running: Promise<void>[] = [];
+    for (let i = 0; i < workers; i++) running.push(this.work(tasks, results));
+    await Promise.all(running);
     if (this.failed) throw this.firstError;
-    // Not failed, so every task fulfilled.
-    return settled.map((outcome) => (outcome as PromiseFulfilledResult<T>).value);
+    return results;
   }
 
-  /** Records the first failure, aborts the running tasks and drops the queued ones. */
+  /** Records the first failure and aborts the running tasks. */
   fail(error: unknown): void {
     if (this.failed) return;
     this.failed = true;
     this.firstError = error;
-    this.limit.clearQueue();
     this.controller.abort(error);
   }
 
-  // An arrow property: p-limit calls it detached, with the task as its argument.
-  private readonly start = async (task: FanOutTask<T>): Promise<T> => {
+  private async work(tasks: readonly FanOutTask<T>[], results: T[]): Promise<void> {
     const signal = this.controller.signal;
-    // A task dequeued in the same tick as the failure must not start.
-    if (signal.aborted) throw signal.reason;
-    try {
-      return await task(signal);
-    } catch (error) {
-      this.fail(error);
-      throw error;
+    while (!signal.aborted && this.next < tasks.length) {
+      const index = this.next++;
+      try {
+        results[index] = await tasks[index]!(signal);
+      } catch (error) {
+        this.fail(error);
+      }
     }
-  };
+  }
 }

@@ -91,7 +91,7 @@ export {
   DEFAULT_METRIC_MODELS,
   KNOWN_ERROR_CODES,
   METRIC_ROUTES,
-} from './metrics.js';
+} from './metrics/metrics.js';
 export type {
   LlmuxMetrics,
   MetricsOptions,
@@ -99,7 +99,7 @@ export type {
   MetricsMiddleware,
   WatchableGate,
   WatchablePool,
-} from './metrics.js';
+} from './metrics/metrics.js';
 export { recordOf } from './tracking/record.js';
 export type { RequestRecord } from './tracking/record.js';
 export { RequestTracker } from './tracking/tracker.js';
@@ -122,7 +122,7 @@ export { CallbackSink } from './tracking/callback-sink.js';
 export type { UsageBatchWriter } from './tracking/callback-sink.js';
 export { JsonlFileSink } from './tracking/jsonl-file-sink.js';
 export type { JsonlFileSinkOptions } from './tracking/jsonl-file-sink.js';
-export { healthRouter } from './health.js';
+export { healthRouter } from './health/router.js';
 export type {
   HealthPool,
   HealthStore,
@@ -130,6 +130,6 @@ export type {
   HealthComponent,
   HealthReport,
   HealthUpstream,
-} from './health.js';
+} from './health/router.js';
 export { llmux, RELAYED_ROUTES } from './preset.js';
 export type { LlmuxOptions, LlmuxRouter } from './preset.js';

@@ -4,7 +4,7 @@ import express from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext } from './context.js';
 import { errors, sendError } from './errors/llmux-error.js';
-import type { LlmuxMetrics, WatchablePool } from './metrics.js';
+import type { LlmuxMetrics, WatchablePool } from './metrics/metrics.js';
 import type { RequestTracker } from './tracking/tracker.js';
 import { bodyLimit, type BodyLimitOptions } from './middleware/body-limit.js';
 import {

@@ -1,5 +1,6 @@
 // An abortable wait for retry backoff: the wait ends at once when the client leaves, and on every
-// path the timer is cleared and the abort listener removed, so nothing outlives the wait.
+// path the timer is cleared and the abort listener removed, so nothing outlives the wait. Not
+// `timers/promises`: Jest's fake timers cannot drive it, and every wait here is tested with them.
 
 /** Longest wait `setTimeout` honours; Node fires longer delays after 1 ms instead. */
 export const MAX_SLEEP_MS = 2_147_483_647;

@@ -5,17 +5,10 @@ import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../context.js';
 import { errors, LlmuxError, sendError } from '../errors/llmux-error.js';
-import { fanOut } from '../fan-out.js';
 import type { RetryPolicy } from '../retry/policy.js';
 import { sleep } from '../retry/sleep.js';
-import {
-  endWithError,
-  isResponse,
-  relayResponse,
-  requestUpstream,
-  type AttemptInput,
-  type AttemptResult,
-} from './attempt.js';
+import { endWithError, type AttemptInput, type AttemptResult } from './attempt.js';
+import { isResponse, relayResponse, requestUpstream } from './request.js';
 import type { ClientCache } from './client-cache.js';
 import type { AttemptOutcome, UpstreamEndpoint, UpstreamSource } from './source.js';
 
@@ -237,8 +230,8 @@ interface Contender {
 /**
  * A hedged attempt: the first upstream gets `afterMs` to answer with headers; then a second one
  * (another endpoint) is started. The first response wins; the other attempt is aborted, its
- * endpoint released as `cancelled`, and it is never relayed (so never billed). `fanOut` makes
- * sure both attempts have settled before the winner is relayed.
+ * endpoint released as `cancelled`, and it is never relayed (so never billed). Both attempts
+ * have settled before the winner is relayed.
  */
 async function hedgedAttempt(
   settings: ExchangeSettings,
@@ -272,15 +265,16 @@ async function hedgedAttempt(
     }
   };
 
-  await fanOut<void>([
-    async () => {
+  // Both contenders settle before anything else happens: none outlives the exchange.
+  const settled = await Promise.allSettled([
+    (async () => {
       try {
         await run(first);
       } finally {
         firstSettled.abort();
       }
-    },
-    async () => {
+    })(),
+    (async () => {
       try {
         await sleep(hedge.afterMs, AbortSignal.any([firstSettled.signal, clientSignal]));
       } catch {
@@ -294,8 +288,9 @@ async function hedgedAttempt(
         return;
       }
       await run(second);
-    },
+    })(),
   ]);
+  for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
 
   // Every contender has settled: release the losers, relay the winner.
   let failed: Contender | undefined;

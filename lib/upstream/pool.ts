@@ -10,7 +10,7 @@ import {
   type ResolvedCooldown,
   type SharedUpstreamState,
   type UpstreamState,
-} from './health.js';
+} from './endpoint-health.js';
 import { parseBaseUrl, type AttemptOutcome, type UpstreamEndpoint, type UpstreamSource } from './source.js';
 import {
   STRATEGY_NAMES,
@@ -19,7 +19,7 @@ import {
   type UpstreamStrategyName,
 } from './strategies.js';
 
-export type { SharedUpstreamState, UpstreamState } from './health.js';
+export type { SharedUpstreamState, UpstreamState } from './endpoint-health.js';
 
 /** One endpoint of a pool: a base URL and the relay's key for it. */
 export interface PooledUpstreamOptions {

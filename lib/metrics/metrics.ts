@@ -2,11 +2,11 @@
 // its response closes, reading the request context; gates and pools are read at scrape time.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gauge, Registry } from 'prom-client';
-import { ensureContext, getContext } from './context.js';
-import type { ConcurrencyGate } from './middleware/concurrency-gate.js';
-import type { UpstreamStatus } from './upstream/pool.js';
-import { metricsHandler, type MetricsHandler } from './metrics/handler.js';
-import { createInstruments, type Instruments } from './metrics/instruments.js';
+import { ensureContext, getContext } from '../context.js';
+import type { ConcurrencyGate } from '../middleware/concurrency-gate.js';
+import type { UpstreamStatus } from '../upstream/pool.js';
+import { metricsHandler, type MetricsHandler } from './handler.js';
+import { createInstruments, type Instruments } from './instruments.js';
 import {
   ATTEMPT_OUTCOMES,
   AUTH_FAILURE_CODES,
@@ -16,13 +16,13 @@ import {
   OTHER_LABEL,
   RouteLabels,
   statusClassOf,
-} from './metrics/labels.js';
-import { resolveMetricsOptions, type MetricsOptions } from './metrics/options.js';
+} from './labels.js';
+import { resolveMetricsOptions, type MetricsOptions } from './options.js';
 
-export { metricsHandler, type MetricsHandler } from './metrics/handler.js';
-export { DEFAULT_DURATION_BUCKETS, DEFAULT_TTFB_BUCKETS } from './metrics/instruments.js';
-export { DEFAULT_METRIC_MODELS, KNOWN_ERROR_CODES, METRIC_ROUTES } from './metrics/labels.js';
-export type { MetricsOptions } from './metrics/options.js';
+export { metricsHandler, type MetricsHandler } from './handler.js';
+export { DEFAULT_DURATION_BUCKETS, DEFAULT_TTFB_BUCKETS } from './instruments.js';
+export { DEFAULT_METRIC_MODELS, KNOWN_ERROR_CODES, METRIC_ROUTES } from './labels.js';
+export type { MetricsOptions } from './options.js';
 
 type Next = (err?: unknown) => void;
 

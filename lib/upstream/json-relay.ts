@@ -1,0 +1,105 @@
+// Relays a non-stream answer: read whole (bounded), judged (an error body is an error whatever
+// its status), its usage recorded, then sent byte for byte.
+import type { Dispatcher } from 'undici';
+import { errors } from '../errors/llmux-error.js';
+import { decodeUpstreamError, decodeUpstreamErrorObject } from '../errors/upstream.js';
+import { parseRetryAfterMs, toRetryAfterSeconds } from '../retry/retry-after.js';
+import {
+  answered,
+  CLIENT_LEFT,
+  failed,
+  failure,
+  ignore,
+  OK,
+  transportFailure,
+  type AttemptInput,
+  type AttemptResult,
+} from './attempt.js';
+import { readUsage } from './usage.js';
+
+/** Reads a non-stream answer whole (bounded), then relays it or hands back its decoded error. */
+export async function relayBuffered(
+  input: AttemptInput,
+  response: Dispatcher.ResponseData,
+  controller: AbortController,
+): Promise<AttemptResult> {
+  const { res, ctx, settings } = input;
+  const status = response.statusCode;
+  let raw: Buffer;
+  try {
+    raw = await collect(response.body, settings.maxResponseBytes, controller);
+  } catch (err) {
+    return transportFailure(input, err, controller.signal.aborted);
+  }
+  if (status < 200 || status >= 300) {
+    const retryAfterMs = parseRetryAfterMs(response.headers);
+    const decoded = decodeUpstreamError(status, raw, toRetryAfterSeconds(retryAfterMs));
+    return failure(res, ctx, decoded.error, failed(decoded.category, status, retryAfterMs));
+  }
+  // Every answer of an OpenAI route is a JSON object: anything else (an HTML page from a wrong
+  // base URL, an empty body) is a decode error, never a success.
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) {
+    return failure(res, ctx, errors.upstreamDecode(status), failed('decode', status));
+  }
+  const errorField = (parsed as { error?: unknown }).error;
+  if (errorField !== undefined && errorField !== null) {
+    const decoded = decodeUpstreamErrorObject(status, errorField);
+    return failure(res, ctx, decoded.error, failed(decoded.category, status));
+  }
+  const usage = readUsage((parsed as { usage?: unknown }).usage);
+  if (usage !== undefined) ctx.usage = usage;
+  if (res.destroyed) return CLIENT_LEFT;
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', raw.length);
+  ctx.firstByteAt = performance.now();
+  res.end(raw);
+  return answered(OK);
+}
+
+/** Reads a body into one Buffer, failing (and aborting the upstream) past `maxBytes`. */
+function collect(
+  body: Dispatcher.ResponseData['body'],
+  maxBytes: number,
+  controller: AbortController,
+): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        cleanup();
+        controller.abort();
+        body.destroy();
+        reject(errors.upstreamTooLarge(maxBytes));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = () => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      // A late error after we stopped listening must not become an uncaught exception.
+      body.on('error', ignore);
+    };
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
+  });
+}

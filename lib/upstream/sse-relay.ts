@@ -1,0 +1,226 @@
+// Relays an SSE answer event by event, with backpressure, reading usage and upstream error
+// frames; only whole events are forwarded, batched into one write per upstream read.
+import type { Dispatcher } from 'undici';
+import { errors, llmuxError, type LlmuxError } from '../errors/llmux-error.js';
+import { decodeUpstreamErrorObject } from '../errors/upstream.js';
+import {
+  answered,
+  failed,
+  failure,
+  ignore,
+  OK,
+  transportFailure,
+  type AttemptInput,
+  type AttemptResult,
+} from './attempt.js';
+import type { AttemptOutcome } from './source.js';
+import { SseSplitter, type SseVisitor } from './sse.js';
+import { readUsage, usageObjectIndex } from './usage.js';
+
+/**
+ * Relays an SSE answer event by event. Headers go out with the first event, so an upstream that
+ * opens with an error frame still gets a proper HTTP error. Backpressure pauses the upstream.
+ */
+export class SseRelay implements SseVisitor {
+  private readonly splitter: SseSplitter;
+  private sawDone = false;
+  private finished = false;
+  private started = false;
+  /**
+   * What to relay is gathered, not written event by event: back-to-back events of one buffer as
+   * a run, runs in `batch`, written as one `res.write` (one chunked-encoding frame, one syscall)
+   * on the next tick — everything one socket read of the upstream delivered — or before the
+   * response ends. A write per event cost a syscall per event (BENCHMARKS.md, SSE).
+   */
+  private runFrame: Buffer | undefined = undefined;
+  private runStart = 0;
+  private runEnd = 0;
+  private readonly batch: Buffer[] = [];
+  private flushScheduled = false;
+  private resolve!: (result: AttemptResult) => void;
+
+  constructor(
+    private readonly input: AttemptInput,
+    private readonly response: Dispatcher.ResponseData,
+    private readonly controller: AbortController,
+  ) {
+    this.splitter = new SseSplitter(input.settings.maxEventBytes);
+  }
+
+  run(): Promise<AttemptResult> {
+    const body = this.response.body;
+    return new Promise<AttemptResult>((resolve) => {
+      this.resolve = resolve;
+      body.on('data', this.onData);
+      body.on('end', this.onEnd);
+      body.on('error', this.onError);
+      this.input.res.on('drain', this.onDrain);
+    });
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.finished) return;
+    const fits = this.splitter.push(chunk, this);
+    this.sealRun();
+    if (!fits && !this.finished) {
+      this.fail(
+        llmuxError('upstream_response_too_large', {
+          message: 'upstream sent an SSE event above the size limit',
+        }),
+        failed('decode'),
+      );
+      return;
+    }
+    if (!this.flushScheduled && this.batch.length > 0) {
+      this.flushScheduled = true;
+      process.nextTick(this.onTick);
+    }
+  };
+
+  private readonly onTick = (): void => {
+    this.flushScheduled = false;
+    if (!this.finished) this.flush();
+  };
+
+  private readonly onDrain = (): void => {
+    if (!this.finished) this.response.body.resume();
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.finished) return;
+    if (this.sawDone) {
+      const res = this.input.res;
+      this.flush();
+      if (!this.started) this.startResponse();
+      res.end();
+      this.finish(answered(OK));
+      return;
+    }
+    this.fail(errors.upstreamTruncated(), failed('network'));
+  };
+
+  private readonly onError = (err: Error): void => {
+    if (this.finished) return;
+    this.flush();
+    this.finish(transportFailure(this.input, err, this.controller.signal.aborted));
+  };
+
+  onEvent(
+    frame: Buffer,
+    start: number,
+    end: number,
+    data: string | undefined,
+    event: string | undefined,
+  ): void {
+    if (this.finished) return;
+    const ctx = this.input.ctx;
+    if (data !== undefined) {
+      if (data === '[DONE]') {
+        this.sawDone = true;
+      } else if (
+        (event === 'error' || data.includes('"error"')) &&
+        this.readErrorFrame(data, event === 'error')
+      ) {
+        return;
+      } else {
+        ctx.streamedChunks++;
+        if (usageObjectIndex(data) !== -1 && this.readUsageChunk(data)) return;
+      }
+    }
+    if (!this.started) this.startResponse();
+    if (this.runFrame === frame && this.runEnd === start) {
+      this.runEnd = end;
+      return;
+    }
+    this.sealRun();
+    this.runFrame = frame;
+    this.runStart = start;
+    this.runEnd = end;
+  }
+
+  /** Adds the pending run of events to the batch. */
+  private sealRun(): void {
+    const frame = this.runFrame;
+    if (frame === undefined) return;
+    this.runFrame = undefined;
+    this.batch.push(frame.subarray(this.runStart, this.runEnd));
+  }
+
+  /** Writes everything gathered in one write; pauses the upstream when the client is behind. */
+  private flush(): void {
+    this.sealRun();
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    const bytes = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
+    batch.length = 0;
+    const res = this.input.res;
+    if (res.destroyed) return;
+    res.write(bytes);
+    if (!this.finished && res.writableNeedDrain) this.response.body.pause();
+  }
+
+  /** True when the frame was an error and the stream was ended. */
+  private readErrorFrame(data: string, isErrorEvent: boolean): boolean {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      if (!isErrorEvent) return false;
+      parsed = { error: { message: 'upstream stream error' } };
+    }
+    const errorField = (parsed as { error?: unknown } | null)?.error ?? (isErrorEvent ? parsed : undefined);
+    if (errorField === undefined || errorField === null) return false;
+    const decoded = decodeUpstreamErrorObject(this.response.statusCode, errorField);
+    this.fail(decoded.error, failed(decoded.category, this.response.statusCode));
+    return true;
+  }
+
+  /** Records usage; true when the chunk is the usage-only one the client did not ask for. */
+  private readUsageChunk(data: string): boolean {
+    let parsed: { usage?: unknown; choices?: unknown };
+    try {
+      parsed = JSON.parse(data) as typeof parsed;
+    } catch {
+      return false;
+    }
+    const usage = readUsage(parsed.usage);
+    if (usage !== undefined) this.input.ctx.usage = usage;
+    return (
+      this.input.hideUsageChunk &&
+      usage !== undefined &&
+      Array.isArray(parsed.choices) &&
+      parsed.choices.length === 0
+    );
+  }
+
+  private startResponse(): void {
+    const { res, ctx } = this.input;
+    this.started = true;
+    res.statusCode = this.response.statusCode;
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-cache, no-transform');
+    res.setHeader('X-Accel-Buffering', 'no');
+    ctx.firstByteAt = performance.now();
+  }
+
+  private fail(error: LlmuxError, outcome: AttemptOutcome): void {
+    const { res, ctx } = this.input;
+    // Events before the failure reach the client before its error frame.
+    this.flush();
+    // Stop the upstream: nothing after an error or a truncation is relayed.
+    this.controller.abort();
+    this.finish(failure(res, ctx, error, outcome, outcome.ok === false && outcome.category === 'network'));
+  }
+
+  private finish(result: AttemptResult): void {
+    this.finished = true;
+    const body = this.response.body;
+    body.off('data', this.onData);
+    body.off('end', this.onEnd);
+    body.off('error', this.onError);
+    body.on('error', ignore);
+    this.input.res.off('drain', this.onDrain);
+    if (!body.destroyed && !this.sawDone) body.destroy();
+    this.resolve(result);
+  }
+}
