@@ -472,11 +472,11 @@ describe('concurrencyGate options', () => {
   it.each([
     [{ max: 0 }, 'concurrencyGate: max must be a positive integer, got 0'],
     [{ max: -1 }, 'concurrencyGate: max must be a positive integer, got -1'],
-    [{ max: '4' }, 'concurrencyGate: max must be a positive integer, got 4'],
+    [{ max: '4' }, 'concurrencyGate: max must be a positive integer, got "4"'],
     [{ max: 1, maxQueue: 0.5 }, 'concurrencyGate: maxQueue must be a non-negative integer, got 0.5'],
     [{ max: 1, queueTimeoutMs: -5 }, 'concurrencyGate: queueTimeoutMs must be a positive integer'],
     [{ max: 1, maxKeys: 0 }, 'concurrencyGate: maxKeys must be a positive integer, got 0'],
-    [{ max: 1, key: 'team' }, 'concurrencyGate: key must be a function, got team'],
+    [{ max: 1, key: 'team' }, 'concurrencyGate: key must be a function, got "team"'],
     [{ max: 1, clock: 1 }, 'concurrencyGate: clock must be a function, got 1'],
   ])('refuses %p at construction', (options, message) => {
     expect(() => concurrencyGate(options as never)).toThrow(TypeError);

@@ -464,14 +464,14 @@ describe('distributedGate options', () => {
   it.each([
     [{ url: REDIS_URL, max: 0 }, 'distributedGate: max must be a positive integer, got 0'],
     [{ url: REDIS_URL, max: 2, maxQueue: -1 }, 'distributedGate: maxQueue'],
-    [{ url: REDIS_URL, max: 2, leaseMs: 10 }, 'distributedGate: leaseMs must be an integer from 30'],
+    [{ url: REDIS_URL, max: 2, leaseMs: 10 }, 'distributedGate: leaseMs must be at least 30'],
     [{ url: REDIS_URL, max: 2, pollMs: 0 }, 'distributedGate: pollMs'],
     [{ url: REDIS_URL, max: 2, commandTimeoutMs: 1.5 }, 'distributedGate: commandTimeoutMs'],
     [{ url: REDIS_URL, max: 2, name: '' }, 'distributedGate: name'],
     [{ url: REDIS_URL, max: 2, prefix: '' }, 'distributedGate: prefix'],
     [
       { url: REDIS_URL, max: 2, onStoreError: 'ignore' },
-      "distributedGate: onStoreError must be 'fail-closed'",
+      "distributedGate: onStoreError must be one of 'fail-closed'",
     ],
     [{ max: 2 }, 'distributedGate: give redis (an ioredis client) or url'],
     [{ url: 'http://127.0.0.1:6379', max: 2 }, 'distributedGate: url must be a redis://'],

@@ -338,7 +338,7 @@ describe('FifoSemaphore', () => {
     [{ max: 1, maxQueue: -1 }, 'FifoSemaphore: maxQueue must be a non-negative integer, got -1'],
     [{ max: 1, maxQueue: Infinity }, 'FifoSemaphore: maxQueue must be a non-negative integer, got Infinity'],
     [{ max: 1, queueTimeoutMs: 0 }, 'FifoSemaphore: queueTimeoutMs must be a positive integer'],
-    [{ max: 1, queueTimeoutMs: 2 ** 31 }, 'FifoSemaphore: queueTimeoutMs must be a positive integer'],
+    [{ max: 1, queueTimeoutMs: 2 ** 31 }, 'FifoSemaphore: queueTimeoutMs must be at most 2147483647'],
     [{ max: 1, clock: 5 }, 'FifoSemaphore: clock must be a function, got 5'],
   ])('refuses the options %p', (options, message) => {
     expect(() => new FifoSemaphore(options as never)).toThrow(TypeError);

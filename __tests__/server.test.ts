@@ -120,7 +120,7 @@ describe('hardenServer', () => {
     [{ requestTimeoutMs: 5_000 }, 'hardenServer: requestTimeoutMs must be 0 or at least headersTimeoutMs'],
     [{ requestTimeoutMs: -1 }, 'hardenServer: requestTimeoutMs must be a non-negative integer, got -1'],
     [{ keepAliveTimeoutMs: 1.5 }, 'hardenServer: keepAliveTimeoutMs must be a positive integer, got 1.5'],
-    [{ maxHeaderSizeBytes: '16k' }, "hardenServer: maxHeaderSizeBytes must be a positive integer, got '16k'"],
+    [{ maxHeaderSizeBytes: '16k' }, 'hardenServer: maxHeaderSizeBytes must be a positive integer, got "16k"'],
     [{ maxRequestsPerSocket: -1 }, 'hardenServer: maxRequestsPerSocket must be a non-negative integer'],
     [{ socketIdleTimeoutMs: Number.NaN }, 'hardenServer: socketIdleTimeoutMs must be a non-negative integer'],
   ])('throws a TypeError naming the option for %o', (options, message) => {

@@ -401,12 +401,12 @@ describe('RequestTracker sink and listeners', () => {
 
 describe('RequestTracker options', () => {
   it.each([
-    [{ capacity: 0 }, /capacity must be an integer from 1/],
-    [{ capacity: 1.5 }, /capacity must be an integer from 1/],
-    [{ maxModels: -1 }, /maxModels must be an integer from 0/],
+    [{ capacity: 0 }, /capacity must be a positive integer/],
+    [{ capacity: 1.5 }, /capacity must be a positive integer/],
+    [{ maxModels: -1 }, /maxModels must be a non-negative integer/],
     [{ clock: 5 }, /clock must be a function/],
-    [{ sink: {} }, /sink must have a write\(record\) method/],
-    [{ logger: {} }, /logger must have an error/],
+    [{ sink: {} }, /sink must be an object with a write\(record\) method/],
+    [{ logger: {} }, /logger must be an object with an error/],
   ])('throws a TypeError for %j', (options, message) => {
     expect(() => new RequestTracker(options as never)).toThrow(TypeError);
     expect(() => new RequestTracker(options as never)).toThrow(message);

@@ -1,5 +1,6 @@
 // The preset: one Express Router that mounts the llmux pieces in the recommended order for the
 // OpenAI routes. Hosts that want another order mount the middlewares one by one.
+import { OptionReader } from './options.js';
 import express from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext } from './context.js';
@@ -81,19 +82,34 @@ export const RELAYED_ROUTES = ['/v1/chat/completions', '/v1/completions', '/v1/e
  * // on shutdown: await gateway.close();
  */
 export function llmux(options: LlmuxOptions): LlmuxRouter {
-  if (typeof options !== 'object' || options === null) throw new TypeError('llmux: options are required');
+  const read = new OptionReader('llmux');
+  read.options(options, true);
   if (options.auth === undefined) {
     throw new TypeError('llmux: auth is required: pass { keys } or false to run without client auth');
   }
   const source = toUpstreamSource(options.upstream, 'llmux');
-  const relay = streamRelay({ ...options.relay, upstream: source });
+  const relay = streamRelay({ ...read.object('relay', options.relay), upstream: source });
   const models = passthrough({ target: source });
-  const limit = bodyLimit({ ...options.body, parse: 'json' });
-  const auth = options.auth === false ? undefined : keyAuth(options.auth);
-  const gate = options.gate ? concurrencyGate(options.gate) : undefined;
+  const limit = bodyLimit({ ...read.object('body', options.body), parse: 'json' });
+  const auth = options.auth === false ? undefined : keyAuth(read.object('auth', options.auth));
+  const gate = options.gate ? concurrencyGate(read.object('gate', options.gate)) : undefined;
+  const metrics =
+    options.metrics === undefined
+      ? undefined
+      : read.implementing<LlmuxMetrics>(
+          'metrics',
+          options.metrics,
+          ['middleware', 'watchGate', 'watchPool'],
+          'a createMetrics() instance',
+        );
+  if (options.tracker !== undefined) {
+    read.implementing('tracker', options.tracker, ['middleware'], 'a RequestTracker');
+  }
+  if (options.logger !== undefined) {
+    read.implementing('logger', options.logger, ['error'], 'an object with an error() method');
+  }
 
   const router = express.Router() as LlmuxRouter;
-  const metrics = options.metrics;
   const unwatch: (() => void)[] = [];
   // Every /v1 request is observed; only the preset's own routes are (host routes after it are not).
   const observers: Middleware[] = [];

@@ -1,5 +1,6 @@
 // Hardening of the host's `http.Server` (header, request and keep-alive timeouts, header size) and a
 // graceful shutdown that drains in-flight requests, then closes every llmux piece once, in order.
+import { OptionReader } from './options.js';
 import http from 'node:http';
 import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 import { inspect } from 'node:util';
@@ -107,40 +108,25 @@ type ServerWithHeaderSize = http.Server & { maxHeaderSize?: number };
 const SHUTDOWN = Symbol.for('llmux.server.shutdown');
 type ServerWithShutdown = http.Server & { [SHUTDOWN]?: Promise<ShutdownResult> };
 
-// The longest delay Node's timers honour; anything longer fires after 1 ms.
-const MAX_TIMER_MS = 2_147_483_647;
 // How often shutdown closes the connections that became idle since the last sweep.
 const IDLE_SWEEP_INTERVAL_MS = 50;
 
-/** Reads an integer option; throws a TypeError naming `owner`, the option and the value. */
-function integerOption(owner: string, name: string, value: unknown, fallback: number, min: 0 | 1): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    const kind = min === 1 ? 'a positive' : 'a non-negative';
-    throw new TypeError(`${owner}: ${name} must be ${kind} integer, got ${inspect(value)}`);
-  }
-  if (value > MAX_TIMER_MS) {
-    throw new TypeError(`${owner}: ${name} must be at most ${MAX_TIMER_MS}, got ${inspect(value)}`);
-  }
-  return value;
-}
-
 /** Fills defaults and validates; throws a TypeError naming the bad option. */
 function resolveHardening(owner: string, options: HardenServerOptions): ResolvedHardening {
-  const headersTimeoutMs = integerOption(owner, 'headersTimeoutMs', options.headersTimeoutMs, 10_000, 1);
-  const requestTimeoutMs = integerOption(owner, 'requestTimeoutMs', options.requestTimeoutMs, 60_000, 0);
+  const read = new OptionReader(owner);
+  read.options(options);
+  const headersTimeoutMs = read.durationMs('headersTimeoutMs', options.headersTimeoutMs, 10_000);
+  const requestTimeoutMs = read.durationMs('requestTimeoutMs', options.requestTimeoutMs, 60_000, 0);
   if (requestTimeoutMs !== 0 && requestTimeoutMs < headersTimeoutMs) {
-    throw new TypeError(
-      `${owner}: requestTimeoutMs must be 0 or at least headersTimeoutMs (${headersTimeoutMs}), got ${requestTimeoutMs}`,
-    );
+    read.fail('requestTimeoutMs', `0 or at least headersTimeoutMs (${headersTimeoutMs})`, requestTimeoutMs);
   }
   return {
     headersTimeoutMs,
     requestTimeoutMs,
-    keepAliveTimeoutMs: integerOption(owner, 'keepAliveTimeoutMs', options.keepAliveTimeoutMs, 65_000, 1),
-    maxHeaderSizeBytes: integerOption(owner, 'maxHeaderSizeBytes', options.maxHeaderSizeBytes, 16_384, 1),
-    maxRequestsPerSocket: integerOption(owner, 'maxRequestsPerSocket', options.maxRequestsPerSocket, 0, 0),
-    socketIdleTimeoutMs: integerOption(owner, 'socketIdleTimeoutMs', options.socketIdleTimeoutMs, 0, 0),
+    keepAliveTimeoutMs: read.durationMs('keepAliveTimeoutMs', options.keepAliveTimeoutMs, 65_000),
+    maxHeaderSizeBytes: read.positiveInteger('maxHeaderSizeBytes', options.maxHeaderSizeBytes, 16_384),
+    maxRequestsPerSocket: read.nonNegativeInteger('maxRequestsPerSocket', options.maxRequestsPerSocket, 0),
+    socketIdleTimeoutMs: read.durationMs('socketIdleTimeoutMs', options.socketIdleTimeoutMs, 0, 0),
   };
 }
 
@@ -193,12 +179,10 @@ export function createServer(handler: http.RequestListener, options: CreateServe
     throw new TypeError(`${owner}: handler must be a function, got ${inspect(handler)}`);
   }
   const config = resolveHardening(owner, options);
-  const connectionsCheckingInterval = integerOption(
-    owner,
+  const connectionsCheckingInterval = new OptionReader(owner).durationMs(
     'connectionsCheckingIntervalMs',
     options.connectionsCheckingIntervalMs,
     1_000,
-    1,
   );
   const server = http.createServer(
     {
@@ -265,7 +249,7 @@ export function shutdown(
   if (typeof server?.close !== 'function' || typeof server.closeAllConnections !== 'function') {
     throw new TypeError(`shutdown: server must be an http.Server, got ${inspect(server)}`);
   }
-  const timeoutMs = integerOption('shutdown', 'timeoutMs', options.timeoutMs, 10_000, 0);
+  const timeoutMs = new OptionReader('shutdown').durationMs('timeoutMs', options.timeoutMs, 10_000, 0);
   const toClose = resolveClosables(closables);
   const tracked = server as ServerWithShutdown;
   tracked[SHUTDOWN] ??= runShutdown(server, toClose, timeoutMs);

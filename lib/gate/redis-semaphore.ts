@@ -15,7 +15,8 @@ import {
   withinTimeout,
   type RedisScript,
 } from '../redis/connection.js';
-import { failOpenOption, stringOption } from '../redis/options.js';
+import { OptionReader } from '../options.js';
+import { STORE_ERROR_MODES } from '../redis/options.js';
 import { ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT } from './redis-gate-scripts.js';
 import { GateRejection, resolveSemaphoreOptions, type GateRejectionCode } from './semaphore.js';
 import { WaiterList } from './waiter-list.js';
@@ -283,12 +284,15 @@ export class RedisSemaphore {
     this.max = settings.max;
     this.maxQueue = settings.maxQueue;
     this.queueTimeoutMs = settings.queueTimeoutMs;
-    this.leaseMs = integerOption(owner, 'leaseMs', options.leaseMs, DEFAULT_LEASE_MS, MIN_LEASE_MS);
-    this.pollMs = integerOption(owner, 'pollMs', options.pollMs, DEFAULT_POLL_MS, 1);
-    this.#timeoutMs = integerOption(owner, 'commandTimeoutMs', options.commandTimeoutMs, 500, 1);
-    const name = stringOption(owner, 'name', options.name, 'default');
-    const prefix = stringOption(owner, 'prefix', options.prefix, 'llmux:');
-    this.#failOpen = failOpenOption(owner, options.onStoreError);
+    const read = new OptionReader(owner);
+    this.leaseMs = read.durationMs('leaseMs', options.leaseMs, DEFAULT_LEASE_MS);
+    if (this.leaseMs < MIN_LEASE_MS) read.fail('leaseMs', `at least ${MIN_LEASE_MS}`, this.leaseMs);
+    this.pollMs = read.durationMs('pollMs', options.pollMs, DEFAULT_POLL_MS);
+    this.#timeoutMs = read.durationMs('commandTimeoutMs', options.commandTimeoutMs, 500);
+    const name = read.string('name', options.name, 'default');
+    const prefix = read.string('prefix', options.prefix, 'llmux:');
+    this.#failOpen =
+      read.oneOf('onStoreError', options.onStoreError, STORE_ERROR_MODES, 'fail-closed') === 'fail-open';
 
     const opened = openRedisClient(
       owner,
@@ -649,20 +653,4 @@ export class RedisSemaphore {
       throw toStoreError(err);
     }
   }
-}
-
-function integerOption(
-  owner: string,
-  name: string,
-  value: number | undefined,
-  fallback: number,
-  min: number,
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > 2_147_483_647) {
-    throw new TypeError(
-      `${owner}: ${name} must be an integer from ${min} to 2147483647, got ${String(value)}`,
-    );
-  }
-  return value;
 }

@@ -1,5 +1,6 @@
 // A FIFO counting semaphore with direct hand-off: a released permit goes straight to the oldest
 // waiter, so no newcomer can overtake the queue; a waiter leaves in O(1) on abort or timeout.
+import { OptionReader } from '../options.js';
 import { errors, LlmuxError, llmuxError } from '../errors/llmux-error.js';
 import { DROP_WAITER, QueuedWaiter } from './waiter.js';
 import { WaiterList } from './waiter-list.js';
@@ -85,7 +86,6 @@ export interface FifoSemaphoreSettings {
 /** The default longest wait in the queue: 30 s. */
 export const DEFAULT_QUEUE_TIMEOUT_MS = 30_000;
 
-const MAX_TIMER_MS = 2_147_483_647;
 /** Retry hint when nothing was measured yet, and its floor: `Retry-After` counts whole seconds. */
 const MIN_RETRY_AFTER_MS = 1_000;
 /** Ceiling of the retry hint, so a slow upstream never tells clients to go away for long. */
@@ -103,31 +103,16 @@ export function resolveSemaphoreOptions(
   options: FifoSemaphoreOptions,
   owner = 'FifoSemaphore',
 ): FifoSemaphoreSettings {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`${owner}: options are required`);
-  const max = options.max;
-  if (!Number.isSafeInteger(max) || max <= 0) {
-    throw new TypeError(`${owner}: max must be a positive integer, got ${String(max)}`);
-  }
-  const maxQueue = options.maxQueue ?? 2 * max;
-  if (!Number.isSafeInteger(maxQueue) || maxQueue < 0) {
-    throw new TypeError(`${owner}: maxQueue must be a non-negative integer, got ${String(options.maxQueue)}`);
-  }
-  const queueTimeoutMs = options.queueTimeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS;
-  const validTimeout =
-    queueTimeoutMs === Infinity ||
-    (Number.isSafeInteger(queueTimeoutMs) && queueTimeoutMs > 0 && queueTimeoutMs <= MAX_TIMER_MS);
-  if (!validTimeout) {
-    throw new TypeError(
-      `${owner}: queueTimeoutMs must be a positive integer up to ${MAX_TIMER_MS} or Infinity, got ${String(options.queueTimeoutMs)}`,
-    );
-  }
-  const clock = options.clock ?? defaultClock;
-  if (typeof clock !== 'function') {
-    throw new TypeError(`${owner}: clock must be a function, got ${String(options.clock)}`);
-  }
-  if (options.onIdle !== undefined && typeof options.onIdle !== 'function') {
-    throw new TypeError(`${owner}: onIdle must be a function, got ${String(options.onIdle)}`);
-  }
+  const read = new OptionReader(owner);
+  read.options(options, true);
+  const max = read.positiveInteger('max', options.max);
+  const maxQueue = read.nonNegativeInteger('maxQueue', options.maxQueue, 2 * max);
+  const queueTimeoutMs =
+    options.queueTimeoutMs === Infinity
+      ? Infinity
+      : read.durationMs('queueTimeoutMs', options.queueTimeoutMs, DEFAULT_QUEUE_TIMEOUT_MS);
+  const clock = read.function('clock', options.clock, defaultClock);
+  read.function('onIdle', options.onIdle);
   return { max, maxQueue, queueTimeoutMs, clock };
 }
 

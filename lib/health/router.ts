@@ -1,10 +1,10 @@
 // Liveness and readiness for load balancers and orchestrators: live while the process serves,
 // ready while every pool has an upstream to send to and every store answers its ping in time.
+import { OptionReader } from '../options.js';
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 
 /** Longest delay `setTimeout` honours. */
-const MAX_TIMER_MS = 2_147_483_647;
 /** Upstream states in which an endpoint takes no request. */
 const UNAVAILABLE_STATES: ReadonlySet<string> = new Set(['cooling', 'disabled']);
 /** An error `code` worth showing (`ECONNREFUSED`, `ETIMEDOUT`); anything else is not shown. */
@@ -227,74 +227,42 @@ function resolveOptions(options: HealthRouterOptions): {
   retryAfterSeconds: number;
   clock: () => number;
 } {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`healthRouter: options must be an object, got ${describe(options)}`);
-  }
+  const read = new OptionReader('healthRouter');
+  read.options(options, true);
   const pools: NamedPool[] = [];
   if (options.pool !== undefined) {
-    checkPool('pool', options.pool);
+    checkPool(read, 'pool', options.pool);
     pools.push({ name: options.pool.name ?? 'upstreams', pool: options.pool });
   }
   if (options.pools !== undefined) {
-    if (!Array.isArray(options.pools)) {
-      throw new TypeError(`healthRouter: pools must be an array, got ${describe(options.pools)}`);
-    }
+    if (!Array.isArray(options.pools)) read.fail('pools', 'an array', options.pools);
     options.pools.forEach((pool: HealthPool, i) => {
-      checkPool(`pools[${i}]`, pool);
+      checkPool(read, `pools[${i}]`, pool);
       pools.push({ name: pool.name ?? `upstreams#${i}`, pool });
     });
   }
   const stores = options.stores ?? [];
-  if (!Array.isArray(stores)) {
-    throw new TypeError(`healthRouter: stores must be an array, got ${describe(stores)}`);
-  }
+  if (!Array.isArray(stores)) read.fail('stores', 'an array', stores);
   stores.forEach((store: HealthStore, i) => {
-    if (typeof store !== 'object' || store === null || typeof store.ping !== 'function') {
-      throw new TypeError(`healthRouter: stores[${i}] must have a ping() method, got ${describe(store)}`);
-    }
+    read.implementing(`stores[${i}]`, store, ['ping'], 'an object with a ping() method');
     if (typeof store.name !== 'string' || store.name.length === 0) {
-      throw new TypeError(
-        `healthRouter: stores[${i}].name must be a non-empty string, got ${describe(store.name)}`,
-      );
+      read.fail(`stores[${i}].name`, 'a non-empty string', store.name);
     }
   });
   const names = new Set<string>();
   for (const name of [...pools.map((p) => p.name), ...stores.map((s) => s.name)]) {
-    if (names.has(name)) {
-      throw new TypeError(`healthRouter: component names must be unique, got ${JSON.stringify(name)} twice`);
-    }
+    if (names.has(name)) read.fail('component names', `unique (${JSON.stringify(name)} twice)`, name);
     names.add(name);
   }
-  const timeoutMs = positiveInteger('timeoutMs', options.timeoutMs, 1_000, MAX_TIMER_MS);
-  const retryAfterSeconds = positiveInteger('retryAfterSeconds', options.retryAfterSeconds, 5, 86_400);
-  const clock = options.clock ?? (() => performance.now());
-  if (typeof clock !== 'function') {
-    throw new TypeError(`healthRouter: clock must be a function, got ${describe(clock)}`);
-  }
+  const timeoutMs = read.durationMs('timeoutMs', options.timeoutMs, 1_000);
+  const retryAfterSeconds = read.positiveInteger('retryAfterSeconds', options.retryAfterSeconds, 5, 86_400);
+  const clock = read.function('clock', options.clock, () => performance.now());
   return { pools, stores: [...stores], timeoutMs, retryAfterSeconds, clock };
 }
 
-function checkPool(at: string, pool: HealthPool): void {
-  if (typeof pool !== 'object' || pool === null || typeof pool.status !== 'function') {
-    throw new TypeError(`healthRouter: ${at} must have a status() method, got ${describe(pool)}`);
-  }
+function checkPool(read: OptionReader, at: string, pool: HealthPool): void {
+  read.implementing(at, pool, ['status'], 'an object with a status() method');
   if (pool.name !== undefined && (typeof pool.name !== 'string' || pool.name.length === 0)) {
-    throw new TypeError(`healthRouter: ${at}.name must be a non-empty string, got ${describe(pool.name)}`);
+    read.fail(`${at}.name`, 'a non-empty string', pool.name);
   }
-}
-
-function positiveInteger(name: string, value: number | undefined, fallback: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0 || value > max) {
-    throw new TypeError(
-      `healthRouter: ${name} must be a positive integer up to ${max}, got ${describe(value)}`,
-    );
-  }
-  return value;
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
-  return String(value);
 }

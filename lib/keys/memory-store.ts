@@ -1,5 +1,6 @@
 // The embedded KeyStore: keys, teams, users and their accounting in this process's memory.
 // Every method's body runs synchronously, so each admission and settlement is atomic.
+import { OptionReader } from '../options.js';
 import { randomBytes } from 'node:crypto';
 import { KeyStoreError } from './errors.js';
 import { gcraAdjust, gcraConsume, gcraState } from './gcra.js';
@@ -186,14 +187,9 @@ export class MemoryKeyStore implements KeyStore {
   private reservationCount = 0;
 
   constructor(options: MemoryKeyStoreOptions = {}) {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`MemoryKeyStore: options must be an object, got ${String(options)}`);
-    }
-    const clock = options.clock ?? Date.now;
-    if (typeof clock !== 'function') {
-      throw new TypeError(`MemoryKeyStore: clock must be a function, got ${String(clock)}`);
-    }
-    this.clock = clock;
+    const read = new OptionReader('MemoryKeyStore');
+    read.options(options);
+    this.clock = read.function('clock', options.clock, Date.now);
     const resolved = resolveAccountingOptions('MemoryKeyStore', options);
     this.toleranceUsd = resolved.toleranceUsd;
     this.authMax = resolved.authMax;

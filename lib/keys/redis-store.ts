@@ -13,7 +13,8 @@ import {
   withinTimeout,
   type RedisScript,
 } from '../redis/connection.js';
-import { failOpenOption, positiveIntegerOption, stringOption } from '../redis/options.js';
+import { OptionReader } from '../options.js';
+import { STORE_ERROR_MODES } from '../redis/options.js';
 import { isStoreUnavailableError } from '../errors/store.js';
 import { KeyStoreError, isKeyStoreError } from './errors.js';
 import {
@@ -234,10 +235,12 @@ export class RedisKeyStore implements KeyStore {
     this.authMaxTracked = accounting.authMaxTracked;
     this.retentionDays = accounting.retentionDays;
     // `null` has always meant the default prefix here.
-    const prefix = stringOption(OWNER, 'prefix', options.prefix ?? undefined, 'llmux:');
-    this.failOpen = failOpenOption(OWNER, options.onStoreError);
-    this.timeoutMs = positiveIntegerOption(OWNER, 'commandTimeoutMs', options.commandTimeoutMs, 500);
-    this.holdMs = positiveIntegerOption(OWNER, 'reservationTtlMs', options.reservationTtlMs, 3_600_000);
+    const read = new OptionReader(OWNER);
+    const prefix = read.string('prefix', options.prefix ?? undefined, 'llmux:');
+    this.failOpen =
+      read.oneOf('onStoreError', options.onStoreError, STORE_ERROR_MODES, 'fail-closed') === 'fail-open';
+    this.timeoutMs = read.durationMs('commandTimeoutMs', options.commandTimeoutMs, 500);
+    this.holdMs = read.positiveInteger('reservationTtlMs', options.reservationTtlMs, 3_600_000);
     const clock = options.clock ?? Date.now;
     if (typeof clock !== 'function') {
       throw new TypeError(`RedisKeyStore: clock must be a function, got ${String(clock)}`);

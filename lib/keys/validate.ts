@@ -1,5 +1,6 @@
 // Rules every KeyStore shares, so the memory and the Redis stores refuse and accept the same
 // things: option resolution, input validation of records and accounting calls, and the bounds.
+import { OptionReader } from '../options.js';
 import { KeyStoreError } from './errors.js';
 
 /** Options of the failed-auth limiter. */
@@ -61,39 +62,25 @@ const HASH_PATTERN = /^[0-9a-fA-F]{64}$/;
  * TypeError (`MemoryKeyStore: authFailures.max must be a positive integer, got 0`).
  */
 export function resolveAccountingOptions(owner: string, options: AccountingOptions): ResolvedAccounting {
-  const amount = 'a finite number >= 0';
-  const count = 'a positive integer';
-  const option = (
-    name: string,
-    value: number | undefined,
-    fallback: number,
-    rule: string,
-    valid: (value: unknown) => boolean,
-  ): number => {
-    if (value === undefined) return fallback;
-    if (!valid(value)) throw new TypeError(`${owner}: ${name} must be ${rule}, got ${String(value)}`);
-    return value;
-  };
-  const toleranceUsd = option('budgetToleranceUsd', options.budgetToleranceUsd, 0, amount, isAmount);
-  const auth = options.authFailures ?? {};
-  if (typeof auth !== 'object' || auth === null) {
-    throw new TypeError(`${owner}: authFailures must be an object, got ${String(auth)}`);
-  }
-  const authMax = option('authFailures.max', auth.max, 5, count, isCount);
-  const authWindowMs = option('authFailures.windowMs', auth.windowMs, 900_000, count, isCount);
-  const authMaxTracked = option(
-    'authFailures.maxTrackedAddresses',
-    auth.maxTrackedAddresses,
-    10_000,
-    count,
-    isCount,
-  );
-  const retentionDays = option('spendRetentionDays', options.spendRetentionDays, 400, count, isCount);
+  const read = new OptionReader(owner);
+  const auth = read.object('authFailures', options.authFailures);
   const pepper = options.pepper;
+  // The pepper is a secret: name the rule, never echo the value.
   if (pepper !== undefined && (typeof pepper !== 'string' || pepper.length === 0)) {
     throw new TypeError(`${owner}: pepper must be a non-empty string`);
   }
-  return { toleranceUsd, authMax, authWindowMs, authMaxTracked, retentionDays, pepper };
+  return {
+    toleranceUsd: read.nonNegativeNumber('budgetToleranceUsd', options.budgetToleranceUsd, 0),
+    authMax: read.positiveInteger('authFailures.max', auth.max, 5),
+    authWindowMs: read.positiveInteger('authFailures.windowMs', auth.windowMs, 900_000),
+    authMaxTracked: read.positiveInteger(
+      'authFailures.maxTrackedAddresses',
+      auth.maxTrackedAddresses,
+      10_000,
+    ),
+    retentionDays: read.positiveInteger('spendRetentionDays', options.spendRetentionDays, 400),
+    pepper,
+  };
 }
 
 /** The refusal to delete a team or user that `by` (keys, users) still reference. */

@@ -1,4 +1,5 @@
 // Options of `createMetrics`, resolved and validated once at construction.
+import { OptionReader } from '../options.js';
 import { Registry } from 'prom-client';
 import { isRegistry } from './handler.js';
 import { DEFAULT_DURATION_BUCKETS, DEFAULT_TTFB_BUCKETS, METRIC_NAMES } from './instruments.js';
@@ -64,27 +65,22 @@ export interface MetricsSettings {
 export const DEFAULT_UPSTREAM_LEARN_LIMIT = 32;
 
 const OWNER = 'createMetrics';
+const READ: OptionReader = new OptionReader(OWNER);
 const PREFIX_PATTERN = /^(?:[a-zA-Z_:][a-zA-Z0-9_:]*)?$/;
 
 /** Fills defaults and validates; throws a TypeError naming a bad option. */
 export function resolveMetricsOptions(options: MetricsOptions): MetricsSettings {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`${OWNER}: options must be an object, got ${String(options)}`);
-  }
+  READ.options(options);
   const prefix = options.prefix ?? 'llmux_';
   if (typeof prefix !== 'string' || !PREFIX_PATTERN.test(prefix)) {
-    throw new TypeError(
-      `${OWNER}: prefix must match [a-zA-Z_:][a-zA-Z0-9_:]* or be empty, got ${JSON.stringify(prefix)}`,
-    );
+    READ.fail('prefix', 'empty or match [a-zA-Z_:][a-zA-Z0-9_:]*', prefix);
   }
   let registry: Registry;
   if (options.registry === undefined) {
     registry = new Registry();
   } else {
     if (!isRegistry(options.registry)) {
-      throw new TypeError(
-        `${OWNER}: registry must be a prom-client Registry, got ${String(options.registry)}`,
-      );
+      READ.fail('registry', 'a prom-client Registry', options.registry);
     }
     registry = options.registry;
     for (const name of METRIC_NAMES) {
@@ -109,12 +105,10 @@ export function resolveMetricsOptions(options: MetricsOptions): MetricsSettings 
 
 function names(option: string, value: readonly string[] | undefined): readonly string[] | undefined {
   if (value === undefined) return undefined;
-  if (!Array.isArray(value))
-    throw new TypeError(`${OWNER}: ${option} must be an array, got ${String(value)}`);
+  if (!Array.isArray(value)) READ.fail(option, 'an array', value);
   value.forEach((name: unknown, i) => {
-    if (typeof name !== 'string' || name.length === 0) {
-      throw new TypeError(`${OWNER}: ${option}[${i}] must be a non-empty string, got ${String(name)}`);
-    }
+    if (typeof name !== 'string' || name.length === 0)
+      READ.fail(`${option}[${i}]`, 'a non-empty string', name);
   });
   return [...value];
 }
@@ -123,9 +117,7 @@ function routes(value: readonly string[] | undefined): readonly string[] {
   const list = names('routes', value) ?? [];
   list.forEach((route, i) => {
     if (!route.startsWith('/') || route.includes('?')) {
-      throw new TypeError(
-        `${OWNER}: routes[${i}] must be a path starting with / and without a query, got ${JSON.stringify(route)}`,
-      );
+      READ.fail(`routes[${i}]`, 'a path starting with / and without a query', route);
     }
   });
   return list;
@@ -133,14 +125,14 @@ function routes(value: readonly string[] | undefined): readonly string[] {
 
 function buckets(option: string, value: readonly number[] | undefined): readonly number[] | undefined {
   if (value === undefined) return undefined;
-  if (!Array.isArray(value) || value.length === 0) {
-    throw new TypeError(`${OWNER}: ${option} must be a non-empty array of seconds, got ${String(value)}`);
-  }
+  if (!Array.isArray(value) || value.length === 0) READ.fail(option, 'a non-empty array of seconds', value);
   let previous = 0;
   value.forEach((bound: unknown, i) => {
     if (typeof bound !== 'number' || !Number.isFinite(bound) || bound <= previous) {
-      throw new TypeError(
-        `${OWNER}: ${option}[${i}] must be a finite number above ${previous} (strictly increasing, positive), got ${String(bound)}`,
+      READ.fail(
+        `${option}[${i}]`,
+        `a finite number above ${previous} (strictly increasing, positive)`,
+        bound,
       );
     }
     previous = bound;

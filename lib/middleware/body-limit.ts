@@ -1,5 +1,6 @@
 // Bounded JSON body reading: counts bytes as they arrive, refuses past the bound without reading
 // the rest, parses the JSON once and stores it in the request context.
+import { OptionReader } from '../options.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readBody, type ReadBodySettings } from '../body/read-body.js';
 import { ensureContext, type RequestContext } from '../context.js';
@@ -40,19 +41,13 @@ export function resolveBodyLimitOptions(
   options: BodyLimitOptions = {},
   owner = 'bodyLimit',
 ): BodyLimitSettings {
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BODY_BYTES;
-  if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
-    throw new TypeError(`${owner}: maxBytes must be a positive integer, got ${String(options.maxBytes)}`);
-  }
-  const parse = options.parse ?? 'json';
-  if (parse !== 'json' && parse !== 'none') {
-    throw new TypeError(`${owner}: parse must be 'json' or 'none', got ${String(options.parse)}`);
-  }
-  const decompress = options.decompress ?? true;
-  if (typeof decompress !== 'boolean') {
-    throw new TypeError(`${owner}: decompress must be a boolean, got ${String(options.decompress)}`);
-  }
-  return { maxBytes, decompress, parse };
+  const read = new OptionReader(owner);
+  read.options(options);
+  return {
+    maxBytes: read.positiveInteger('maxBytes', options.maxBytes, DEFAULT_MAX_BODY_BYTES),
+    decompress: read.boolean('decompress', options.decompress, true),
+    parse: read.oneOf('parse', options.parse, ['json', 'none'], 'json'),
+  };
 }
 
 /**

@@ -1,5 +1,6 @@
 // The concurrency gate: at most `max` requests (per key) past this point at once, the rest waiting
 // in FIFO order; each permit is released exactly once, when the response ends or the client leaves.
+import { OptionReader } from '../options.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, type RequestContext } from '../context.js';
 import { errors, LlmuxError, sendError } from '../errors/llmux-error.js';
@@ -89,17 +90,12 @@ interface ConcurrencyGateSettings {
 /** Fills defaults and validates; throws a TypeError naming a bad option. */
 function resolveGateOptions(options: ConcurrencyGateOptions): ConcurrencyGateSettings {
   const semaphore = resolveSemaphoreOptions(options, 'concurrencyGate');
-  const key = options.key;
-  if (key !== undefined && typeof key !== 'function') {
-    throw new TypeError(`concurrencyGate: key must be a function, got ${String(key)}`);
-  }
-  const maxKeys = options.maxKeys ?? DEFAULT_MAX_GATE_KEYS;
-  if (!Number.isSafeInteger(maxKeys) || maxKeys <= 0) {
-    throw new TypeError(
-      `concurrencyGate: maxKeys must be a positive integer, got ${String(options.maxKeys)}`,
-    );
-  }
-  return { semaphore, key, maxKeys };
+  const read = new OptionReader('concurrencyGate');
+  return {
+    semaphore,
+    key: read.function('key', options.key),
+    maxKeys: read.positiveInteger('maxKeys', options.maxKeys, DEFAULT_MAX_GATE_KEYS),
+  };
 }
 
 const NO_STATS: ConcurrencyGateStats = Object.freeze({ inFlight: 0, queued: 0, keys: 0 });

@@ -1,6 +1,7 @@
 // API-key authentication and admission: the key is hashed and looked up, its allow-lists,
 // budgets, rate windows and quotas (and its team's and user's) checked in one atomic store
 // step, and the request's real cost settled exactly once when it ends, on every path.
+import { OptionReader } from '../options.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
 import type { LlmuxErrorCode } from '../errors/catalog.js';
@@ -70,6 +71,16 @@ export interface KeyAuth {
 }
 
 const SAME_FOR_ALL_FAILURES = errors.invalidApiKey;
+/** What keyAuth calls on a store. */
+const KEY_STORE_METHODS = [
+  'findKeyByHash',
+  'getTeam',
+  'getUser',
+  'admit',
+  'settle',
+  'authFailureState',
+  'recordAuthFailure',
+];
 const NOT_BLOCKED = { blocked: false, retryAfterMs: 0 } as const;
 
 /**
@@ -87,7 +98,8 @@ const NOT_BLOCKED = { blocked: false, retryAfterMs: 0 } as const;
  * app.post('/v1/chat/completions', bodyLimit(), keyAuth({ store }), streamRelay({ upstream }));
  */
 export function keyAuth(options: KeyAuthOptions): KeyAuth {
-  if (typeof options !== 'object' || options === null) throw new TypeError('keyAuth: options are required');
+  const read = new OptionReader('keyAuth');
+  read.options(options, true);
   const pepper = options.pepper;
   if (pepper !== undefined && (typeof pepper !== 'string' || pepper.length === 0)) {
     throw new TypeError('keyAuth: pepper must be a non-empty string');
@@ -100,22 +112,22 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     keyStore = ownStore;
   } else {
     if (options.keys !== undefined) throw new TypeError('keyAuth: give either store or keys, not both');
-    keyStore = options.store;
+    keyStore = read.implementing<KeyStore>('store', options.store, KEY_STORE_METHODS, 'a KeyStore');
   }
-  const pricing = options.pricing instanceof Pricing ? options.pricing : new Pricing(options.pricing);
-  const defaultMaxTokens = options.defaultMaxTokens ?? 4096;
-  if (!Number.isSafeInteger(defaultMaxTokens) || defaultMaxTokens <= 0) {
-    throw new TypeError(
-      `keyAuth: defaultMaxTokens must be a positive integer, got ${String(options.defaultMaxTokens)}`,
-    );
-  }
-  const clock = options.clock ?? Date.now;
-  const clientAddress = options.clientAddress ?? defaultClientAddress;
-  const limitFailedAuth = options.limitFailedAuth ?? true;
-  if (typeof limitFailedAuth !== 'boolean') {
-    throw new TypeError(`keyAuth: limitFailedAuth must be a boolean, got ${String(options.limitFailedAuth)}`);
-  }
-  const logger = options.logger ?? stderrLogger;
+  const pricing =
+    options.pricing instanceof Pricing
+      ? options.pricing
+      : new Pricing(read.object('pricing', options.pricing));
+  const defaultMaxTokens = read.positiveInteger('defaultMaxTokens', options.defaultMaxTokens, 4096);
+  const clock = read.function('clock', options.clock, Date.now);
+  const clientAddress = read.function('clientAddress', options.clientAddress, defaultClientAddress);
+  const limitFailedAuth = read.boolean('limitFailedAuth', options.limitFailedAuth, true);
+  const logger = read.implementing<Logger>(
+    'logger',
+    options.logger ?? stderrLogger,
+    ['error'],
+    'an object with an error() method',
+  );
 
   async function authenticate(
     req: IncomingMessage,

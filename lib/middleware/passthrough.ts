@@ -1,5 +1,6 @@
 // A plain reverse proxy (http-proxy-middleware) for routes without LLM semantics — /v1/models,
 // files — with the relay's key instead of the client's and errors in the OpenAI shape.
+import { OptionReader } from '../options.js';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { ensureContext, getContext } from '../context.js';
@@ -58,16 +59,11 @@ function rewriteCredentials(req: IncomingMessage, endpoint: UpstreamEndpoint, re
  * app.get('/v1/models', keyAuth({ keys }), passthrough({ target: { url: 'https://api.openai.com/v1', apiKeys } }));
  */
 export function passthrough(options: PassthroughOptions): Passthrough {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('passthrough: options are required');
+  const read = new OptionReader('passthrough');
+  read.options(options, true);
   const source = toUpstreamSource(options.target, 'passthrough');
-  const timeoutMs = options.timeoutMs ?? 60_000;
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
-    throw new TypeError(
-      `passthrough: timeoutMs must be a positive integer, got ${String(options.timeoutMs)}`,
-    );
-  }
-  const route = options.route ?? defaultRoute;
+  const timeoutMs = read.durationMs('timeoutMs', options.timeoutMs, 60_000);
+  const route = read.function('route', options.route, defaultRoute);
 
   const llmuxPlugin: Plugin = (proxyServer) => {
     proxyServer.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage, res: ServerResponse) => {

@@ -6,7 +6,8 @@ import { ensureContext, type RequestContext } from '../context.js';
 import { resolveBodyLimitOptions, loadJsonBody, type BodyLimitSettings } from './body-limit.js';
 import { ClientCache, type ClientCacheOptions } from '../upstream/client-cache.js';
 import { runExchange, type ExchangeSettings, type HedgeOptions } from '../upstream/exchange.js';
-import type { RetryPolicy } from '../retry/policy.js';
+import { retry, RetryPolicy, type RetryOptions } from '../retry/policy.js';
+import { OptionReader } from '../options.js';
 import { toUpstreamSource, type StaticUpstreamOptions, type UpstreamSource } from '../upstream/source.js';
 import type { AttemptSettings } from '../upstream/attempt.js';
 
@@ -53,10 +54,11 @@ export interface StreamRelayOptions {
   /** Upstream connection pools: sockets per origin, keep-alive, connect timeout, cache size and TTL. */
   clients?: ClientCacheOptions;
   /**
-   * Retry policy from {@link retry}: failed attempts are retried (on another upstream when the
-   * source has one) only while nothing has reached the client. Default: no retry.
+   * Retry policy from {@link retry}, or the {@link RetryOptions} to build one: failed attempts are
+   * retried (on another upstream when the source has one) only while nothing has reached the
+   * client. Default: no retry.
    */
-  retry?: RetryPolicy;
+  retry?: RetryPolicy | RetryOptions;
   /**
    * Hedging: when the first attempt has produced no response headers after `afterMs`, a second
    * starts on another upstream; the first to answer wins, the other is aborted and never billed.
@@ -80,14 +82,6 @@ const CREDENTIAL_HEADERS = new Set([
   'api-key',
 ]);
 
-function positiveInteger(owner: string, name: string, value: number | undefined, fallback: number): number {
-  const resolved = value ?? fallback;
-  if (!Number.isSafeInteger(resolved) || resolved <= 0) {
-    throw new TypeError(`${owner}: ${name} must be a positive integer, got ${String(value)}`);
-  }
-  return resolved;
-}
-
 /**
  * Relays OpenAI-compatible requests to an upstream. JSON answers are read (up to
  * `maxResponseBytes`) so usage is recorded and an `{"error": …}` body is always treated as an
@@ -101,41 +95,34 @@ function positiveInteger(owner: string, name: string, value: number | undefined,
  * // on shutdown: await relay.close();
  */
 export function streamRelay(options: StreamRelayOptions): StreamRelay {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('streamRelay: options are required');
   const owner = 'streamRelay';
+  const read = new OptionReader(owner);
+  read.options(options, true);
   const source = toUpstreamSource(options.upstream, owner);
-  const clients = new ClientCache(options.clients);
   const bodySettings: BodyLimitSettings = resolveBodyLimitOptions(
-    { maxBytes: options.maxRequestBytes ?? 1_048_576 },
+    { maxBytes: read.positiveInteger('maxRequestBytes', options.maxRequestBytes, 1_048_576) },
     owner,
   );
-  const forward = (options.forwardHeaders ?? ['openai-beta']).map((h) => h.toLowerCase());
-  for (const name of forward) {
-    if (CREDENTIAL_HEADERS.has(name))
-      throw new TypeError(`${owner}: forwardHeaders must not include ${name}`);
-  }
   const settings: AttemptSettings = {
-    firstByteTimeoutMs: positiveInteger(owner, 'firstByteTimeoutMs', options.firstByteTimeoutMs, 120_000),
-    idleTimeoutMs: positiveInteger(owner, 'idleTimeoutMs', options.idleTimeoutMs, 60_000),
-    maxResponseBytes: positiveInteger(owner, 'maxResponseBytes', options.maxResponseBytes, 16 * 1_048_576),
-    maxEventBytes: positiveInteger(owner, 'maxEventBytes', options.maxEventBytes, 1_048_576),
-    forwardHeaders: forward,
+    firstByteTimeoutMs: read.durationMs('firstByteTimeoutMs', options.firstByteTimeoutMs, 120_000),
+    idleTimeoutMs: read.durationMs('idleTimeoutMs', options.idleTimeoutMs, 60_000),
+    maxResponseBytes: read.positiveInteger('maxResponseBytes', options.maxResponseBytes, 16 * 1_048_576),
+    maxEventBytes: read.positiveInteger('maxEventBytes', options.maxEventBytes, 1_048_576),
+    forwardHeaders: resolveForwardHeaders(read, options.forwardHeaders),
   };
-  const requestStreamUsage = options.requestStreamUsage ?? true;
-  const route = options.route ?? defaultRoute;
-
+  const requestStreamUsage = read.boolean('requestStreamUsage', options.requestStreamUsage, true);
+  const route = read.function('route', options.route, defaultRoute);
   const exchange: ExchangeSettings = {
     source,
-    clients,
-    retry: options.retry,
-    hedge: resolveHedge(options.hedge, owner),
+    clients: new ClientCache(read.object('clients', options.clients)),
+    retry: resolveRetry(read, options.retry),
+    hedge: resolveHedge(read, options.hedge),
   };
 
   const relay = function llmuxStreamRelay(req: IncomingMessage, res: ServerResponse, next: Next): void {
     handle(req, res).then(undefined, next);
   } as StreamRelay;
-  relay.close = () => clients.close();
+  relay.close = () => exchange.clients.close();
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ctx = ensureContext(req, res);
@@ -172,10 +159,30 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
   return relay;
 }
 
-function resolveHedge(hedge: HedgeOptions | undefined, owner: string): HedgeOptions | undefined {
+function resolveHedge(read: OptionReader, hedge: HedgeOptions | undefined): HedgeOptions | undefined {
   if (hedge === undefined) return undefined;
-  if (typeof hedge !== 'object' || hedge === null) throw new TypeError(`${owner}: hedge must be { afterMs }`);
-  return { afterMs: positiveInteger(owner, 'hedge.afterMs', hedge.afterMs, 0) };
+  return { afterMs: read.durationMs('hedge.afterMs', read.object('hedge', hedge).afterMs) };
+}
+
+/** A policy from {@link retry}, or the options to build one from. */
+function resolveRetry(
+  read: OptionReader,
+  value: RetryPolicy | RetryOptions | undefined,
+): RetryPolicy | undefined {
+  if (value === undefined || value instanceof RetryPolicy) return value;
+  return retry(read.object('retry', value));
+}
+
+function resolveForwardHeaders(read: OptionReader, value: readonly string[] | undefined): readonly string[] {
+  if (value === undefined) return ['openai-beta'];
+  if (!Array.isArray(value) || !value.every((name) => typeof name === 'string' && name.length > 0)) {
+    read.fail('forwardHeaders', 'an array of header names', value);
+  }
+  const names = value.map((name) => name.toLowerCase());
+  for (const name of names) {
+    if (CREDENTIAL_HEADERS.has(name)) read.fail('forwardHeaders', 'free of credential headers', name);
+  }
+  return names;
 }
 
 /** The bytes to send upstream; re-serialized only when usage had to be requested. */

@@ -1,5 +1,6 @@
 // A retry budget: retries may add at most a fixed share of extra load over a sliding window, so
 // an upstream that is down is not hit by a retry storm. O(1) memory: two windows of two counters.
+import { OptionReader } from '../options.js';
 
 /** Options of {@link RetryBudget}. */
 export interface RetryBudgetOptions {
@@ -31,21 +32,13 @@ export function resolveRetryBudgetOptions(
   options: RetryBudgetOptions = {},
   owner = 'RetryBudget',
 ): RetryBudgetSettings {
-  const ratio = options.ratio ?? 0.2;
-  if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio < 0) {
-    throw new TypeError(`${owner}: ratio must be a finite number >= 0, got ${String(options.ratio)}`);
-  }
-  const minRetriesPerWindow = options.minRetriesPerWindow ?? 10;
-  if (!Number.isSafeInteger(minRetriesPerWindow) || minRetriesPerWindow < 0) {
-    throw new TypeError(
-      `${owner}: minRetriesPerWindow must be a non-negative integer, got ${String(options.minRetriesPerWindow)}`,
-    );
-  }
-  const windowMs = options.windowMs ?? 10_000;
-  if (!Number.isSafeInteger(windowMs) || windowMs <= 0) {
-    throw new TypeError(`${owner}: windowMs must be a positive integer, got ${String(options.windowMs)}`);
-  }
-  return Object.freeze({ ratio, minRetriesPerWindow, windowMs });
+  const read = new OptionReader(owner);
+  read.options(options);
+  return Object.freeze({
+    ratio: read.nonNegativeNumber('ratio', options.ratio, 0.2),
+    minRetriesPerWindow: read.nonNegativeInteger('minRetriesPerWindow', options.minRetriesPerWindow, 10),
+    windowMs: read.positiveInteger('windowMs', options.windowMs, 10_000),
+  });
 }
 
 /**
@@ -74,10 +67,7 @@ export class RetryBudget {
 
   constructor(options: RetryBudgetOptions = {}, owner = 'RetryBudget') {
     this.settings = resolveRetryBudgetOptions(options, owner);
-    const clock = options.clock ?? Date.now;
-    if (typeof clock !== 'function') {
-      throw new TypeError(`${owner}: clock must be a function, got ${String(clock)}`);
-    }
+    const clock = new OptionReader(owner).function('clock', options.clock, Date.now);
     this.clock = clock;
     this.windowIndex = Math.floor(clock() / this.settings.windowMs);
   }

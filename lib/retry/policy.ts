@@ -1,6 +1,7 @@
 // The retry policy: decides, after a failed attempt, whether to try again and how long to wait
 // (exponential backoff with full jitter, `Retry-After` honoured and capped, a total deadline and
 // a retry budget). Resolved once and immutable; the relay asks it once per failed attempt.
+import { OptionReader } from '../options.js';
 import { RetryBudget, type RetryBudgetOptions } from './budget.js';
 import { parseRetryAfterMs } from './retry-after.js';
 
@@ -101,39 +102,29 @@ export class RetryPolicy {
 
   constructor(options: RetryOptions = {}) {
     const owner = 'retry';
-    this.attempts = options.attempts ?? 3;
-    if (!Number.isSafeInteger(this.attempts) || this.attempts < 1) {
-      throw new TypeError(`${owner}: attempts must be a positive integer, got ${String(options.attempts)}`);
-    }
-    this.baseDelayMs = nonNegative(owner, 'baseDelayMs', options.baseDelayMs, 250);
-    this.maxDelayMs = nonNegative(owner, 'maxDelayMs', options.maxDelayMs, 8_000);
+    const read = new OptionReader(owner);
+    read.options(options);
+    this.attempts = read.positiveInteger('attempts', options.attempts, 3);
+    this.baseDelayMs = read.nonNegativeNumber('baseDelayMs', options.baseDelayMs, 250);
+    this.maxDelayMs = read.nonNegativeNumber('maxDelayMs', options.maxDelayMs, 8_000);
     if (this.maxDelayMs < this.baseDelayMs) {
-      throw new TypeError(
-        `${owner}: maxDelayMs must be >= baseDelayMs (${this.baseDelayMs}), got ${this.maxDelayMs}`,
-      );
+      read.fail('maxDelayMs', `>= baseDelayMs (${this.baseDelayMs})`, this.maxDelayMs);
     }
-    this.maxRetryAfterMs = nonNegative(owner, 'maxRetryAfterMs', options.maxRetryAfterMs, 10_000);
-    this.deadlineMs = nonNegative(owner, 'deadlineMs', options.deadlineMs, 120_000);
-    if (this.deadlineMs === 0) {
-      throw new TypeError(`${owner}: deadlineMs must be positive, got 0`);
-    }
+    this.maxRetryAfterMs = read.nonNegativeNumber('maxRetryAfterMs', options.maxRetryAfterMs, 10_000);
+    this.deadlineMs = read.positiveNumber('deadlineMs', options.deadlineMs, 120_000);
     const retryOn = options.retryOn ?? DEFAULT_RETRY_ON;
     if (!Array.isArray(retryOn) || !retryOn.every(isHttpStatus)) {
-      throw new TypeError(
-        `${owner}: retryOn must be an array of HTTP statuses (100-599), got ${JSON.stringify(retryOn)}`,
-      );
+      read.fail('retryOn', 'an array of HTTP statuses (100-599)', retryOn);
     }
     this.retryOn = Object.freeze([...new Set(retryOn)].sort((a, b) => a - b));
     this.retryableStatuses = new Set(this.retryOn);
-    this.retryNetworkErrors = options.retryNetworkErrors ?? true;
-    if (typeof this.retryNetworkErrors !== 'boolean') {
-      throw new TypeError(
-        `${owner}: retryNetworkErrors must be a boolean, got ${String(options.retryNetworkErrors)}`,
-      );
-    }
-    this.clock = fn(owner, 'clock', options.clock, Date.now);
-    this.random = fn(owner, 'random', options.random, Math.random);
-    this.budget = new RetryBudget({ ...options.budget, clock: this.clock }, `${owner}: budget`);
+    this.retryNetworkErrors = read.boolean('retryNetworkErrors', options.retryNetworkErrors, true);
+    this.clock = read.function('clock', options.clock, Date.now);
+    this.random = read.function('random', options.random, Math.random);
+    this.budget = new RetryBudget(
+      { ...read.object('budget', options.budget), clock: this.clock },
+      `${owner}: budget`,
+    );
     Object.freeze(this);
   }
 
@@ -198,27 +189,6 @@ export class RetryPolicy {
  */
 export function retry(options: RetryOptions = {}): RetryPolicy {
   return new RetryPolicy(options);
-}
-
-function nonNegative(owner: string, name: string, value: number | undefined, fallback: number): number {
-  const resolved = value ?? fallback;
-  if (typeof resolved !== 'number' || !Number.isFinite(resolved) || resolved < 0) {
-    throw new TypeError(`${owner}: ${name} must be a finite number >= 0, got ${String(value)}`);
-  }
-  return resolved;
-}
-
-function fn(
-  owner: string,
-  name: string,
-  value: (() => number) | undefined,
-  fallback: () => number,
-): () => number {
-  const resolved = value ?? fallback;
-  if (typeof resolved !== 'function') {
-    throw new TypeError(`${owner}: ${name} must be a function, got ${String(value)}`);
-  }
-  return resolved;
 }
 
 function isHttpStatus(value: unknown): boolean {

@@ -1,11 +1,11 @@
 // The usage sink: request records go into a bounded buffer and one long-lived worker writes them
 // out in batches, woken by a full batch or a timer, retrying a failed batch with backoff.
+import { OptionReader } from '../options.js';
 import { stderrLogger, type Logger } from '../log.js';
 import { redactSecrets } from '../redact.js';
 import type { RequestRecord } from './record.js';
 
 /** Longest delay `setTimeout` honours. */
-const MAX_TIMER_MS = 2_147_483_647;
 /** `scheme://user:password@` in a connection string a database error may quote. */
 const URL_CREDENTIALS = /\/\/[^/\s:@]+:[^/\s@]+@/g;
 
@@ -376,45 +376,27 @@ export abstract class UsageSink {
 }
 
 function resolveSettings(options: UsageSinkOptions, owner: string): UsageSinkSettings {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`${owner}: options must be an object, got ${describe(options)}`);
-  }
-  const positive = (name: keyof UsageSinkOptions, fallback: number): number => {
-    const value = options[name] ?? fallback;
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0 || value > MAX_TIMER_MS) {
-      throw new TypeError(
-        `${owner}: ${name} must be a positive integer up to ${MAX_TIMER_MS}, got ${describe(options[name])}`,
-      );
-    }
-    return value;
-  };
+  const read = new OptionReader(owner);
+  read.options(options);
   const settings: UsageSinkSettings = {
-    batchSize: positive('batchSize', 100),
-    maxBuffered: positive('maxBuffered', 10_000),
-    flushIntervalMs: positive('flushIntervalMs', 1_000),
-    retryBaseMs: positive('retryBaseMs', 100),
-    retryMaxMs: positive('retryMaxMs', 30_000),
-    closeTimeoutMs: positive('closeTimeoutMs', 5_000),
-    logger: options.logger ?? stderrLogger,
+    batchSize: read.positiveInteger('batchSize', options.batchSize, 100),
+    maxBuffered: read.positiveInteger('maxBuffered', options.maxBuffered, 10_000),
+    flushIntervalMs: read.durationMs('flushIntervalMs', options.flushIntervalMs, 1_000),
+    retryBaseMs: read.durationMs('retryBaseMs', options.retryBaseMs, 100),
+    retryMaxMs: read.durationMs('retryMaxMs', options.retryMaxMs, 30_000),
+    closeTimeoutMs: read.durationMs('closeTimeoutMs', options.closeTimeoutMs, 5_000),
+    logger: read.implementing(
+      'logger',
+      options.logger ?? stderrLogger,
+      ['error'],
+      'an object with an error() method',
+    ),
   };
   if (settings.batchSize > settings.maxBuffered) {
-    throw new TypeError(
-      `${owner}: batchSize must be at most maxBuffered (${settings.maxBuffered}), got ${settings.batchSize}`,
-    );
+    read.fail('batchSize', `at most maxBuffered (${settings.maxBuffered})`, settings.batchSize);
   }
   if (settings.retryMaxMs < settings.retryBaseMs) {
-    throw new TypeError(
-      `${owner}: retryMaxMs must be at least retryBaseMs (${settings.retryBaseMs}), got ${settings.retryMaxMs}`,
-    );
-  }
-  if (typeof settings.logger?.error !== 'function') {
-    throw new TypeError(`${owner}: logger must have an error() method, got ${describe(options.logger)}`);
+    read.fail('retryMaxMs', `at least retryBaseMs (${settings.retryBaseMs})`, settings.retryMaxMs);
   }
   return settings;
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
-  return String(value);
 }

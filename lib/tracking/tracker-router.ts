@@ -1,5 +1,6 @@
 // The tracker's HTTP face: `GET /stats` and `GET /recent` as JSON, `GET /live` as server-sent
 // events. Mount it behind your own admin auth: it shows key, team and user ids (never secrets).
+import { OptionReader } from '../options.js';
 import type { ServerResponse } from 'node:http';
 import express from 'express';
 import type { Request, Response } from 'express';
@@ -129,33 +130,14 @@ function sendJson(res: ServerResponse, body: unknown): void {
 }
 
 function resolveOptions(options: TrackerRouterOptions): LiveFeedSettings & { maxRecent: number } {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`trackerRouter: options must be an object, got ${String(options)}`);
-  }
-  const {
-    maxLiveClients = 100,
-    heartbeatMs = 15_000,
-    snapshotMs = 5_000,
-    maxBufferedBytes = 1_048_576,
-    snapshotWindow = '15m',
-    maxRecent = 1000,
-  } = options;
-  positiveInteger('maxLiveClients', maxLiveClients);
-  positiveInteger('heartbeatMs', heartbeatMs);
-  positiveInteger('snapshotMs', snapshotMs);
-  positiveInteger('maxBufferedBytes', maxBufferedBytes);
-  positiveInteger('maxRecent', maxRecent);
-  if (!isStatsWindow(snapshotWindow)) {
-    throw new TypeError(
-      `trackerRouter: snapshotWindow must be one of ${STATS_WINDOWS.join(', ')}, got ${String(snapshotWindow)}`,
-    );
-  }
-  return { maxLiveClients, heartbeatMs, snapshotMs, maxBufferedBytes, snapshotWindow, maxRecent };
-}
-
-function positiveInteger(name: string, value: unknown): void {
-  // Timer delays above 2^31 - 1 ms fire at once in Node; no bound here is meant to be that large.
-  if (!Number.isSafeInteger(value) || (value as number) < 1 || (value as number) > 2_147_483_647) {
-    throw new TypeError(`trackerRouter: ${name} must be a positive integer, got ${String(value)}`);
-  }
+  const read = new OptionReader('trackerRouter');
+  read.options(options);
+  return {
+    maxLiveClients: read.positiveInteger('maxLiveClients', options.maxLiveClients, 100),
+    heartbeatMs: read.durationMs('heartbeatMs', options.heartbeatMs, 15_000),
+    snapshotMs: read.durationMs('snapshotMs', options.snapshotMs, 5_000),
+    maxBufferedBytes: read.positiveInteger('maxBufferedBytes', options.maxBufferedBytes, 1_048_576),
+    snapshotWindow: read.oneOf('snapshotWindow', options.snapshotWindow, STATS_WINDOWS, '15m'),
+    maxRecent: read.positiveInteger('maxRecent', options.maxRecent, 1000),
+  };
 }

@@ -1,5 +1,6 @@
 // The request tracker: the last N finished requests in a preallocated ring, per-model rollups by
 // minute, hour and UTC day, and the listeners behind the live feed. Fixed memory, no timers.
+import { OptionReader } from '../options.js';
 import { redactSecrets } from '../redact.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
@@ -150,30 +151,31 @@ export class RequestTracker {
   private readonly excluded = new WeakSet<ServerResponse>();
 
   constructor(options: RequestTrackerOptions = {}) {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`RequestTracker: options must be an object, got ${String(options)}`);
-    }
-    const { capacity = DEFAULT_CAPACITY, maxModels = DEFAULT_MAX_MODELS, clock = Date.now } = options;
-    if (!Number.isSafeInteger(capacity) || capacity < 1 || capacity > MAX_CAPACITY) {
-      throw new TypeError(
-        `RequestTracker: capacity must be an integer from 1 to ${MAX_CAPACITY}, got ${String(capacity)}`,
-      );
-    }
-    if (!Number.isSafeInteger(maxModels) || maxModels < 0 || maxModels > MAX_MAX_MODELS) {
-      throw new TypeError(
-        `RequestTracker: maxModels must be an integer from 0 to ${MAX_MAX_MODELS}, got ${String(maxModels)}`,
-      );
-    }
-    if (typeof clock !== 'function') {
-      throw new TypeError(`RequestTracker: clock must be a function, got ${typeof clock}`);
-    }
-    const { sink, logger = stderrLogger } = options;
-    if (sink !== undefined && typeof sink?.write !== 'function') {
-      throw new TypeError('RequestTracker: sink must have a write(record) method');
-    }
-    if (typeof logger?.error !== 'function') {
-      throw new TypeError('RequestTracker: logger must have an error(message, fields) method');
-    }
+    const read = new OptionReader('RequestTracker');
+    read.options(options);
+    const capacity = read.positiveInteger('capacity', options.capacity, DEFAULT_CAPACITY, MAX_CAPACITY);
+    const maxModels = read.nonNegativeInteger(
+      'maxModels',
+      options.maxModels,
+      DEFAULT_MAX_MODELS,
+      MAX_MAX_MODELS,
+    );
+    const clock = read.function('clock', options.clock, Date.now);
+    const sink =
+      options.sink === undefined
+        ? undefined
+        : read.implementing<RecordSink>(
+            'sink',
+            options.sink,
+            ['write'],
+            'an object with a write(record) method',
+          );
+    const logger = read.implementing<Logger>(
+      'logger',
+      options.logger ?? stderrLogger,
+      ['error'],
+      'an object with an error(message, fields) method',
+    );
     this.ring = new RingBuffer(capacity);
     this.maxModels = maxModels;
     this.clock = clock;

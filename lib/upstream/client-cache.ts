@@ -1,5 +1,6 @@
 // Upstream connection pools, one per origin, in a bounded LRU cache with a sliding TTL. A pool
 // that is evicted or expires is closed gracefully: its in-flight requests finish first.
+import { OptionReader } from '../options.js';
 import { LRUCache } from 'lru-cache';
 import { Pool } from 'undici';
 
@@ -39,12 +40,14 @@ export function resolveClientCacheOptions(
   options: ClientCacheOptions = {},
   owner = 'ClientCache',
 ): ClientCacheSettings {
+  const read = new OptionReader(owner);
+  read.options(options);
   return Object.freeze({
-    max: positiveInteger(owner, 'max', options.max, 64),
-    ttlMs: positiveInteger(owner, 'ttlMs', options.ttlMs, 300_000),
-    connectionsPerOrigin: positiveInteger(owner, 'connectionsPerOrigin', options.connectionsPerOrigin, 256),
-    keepAliveTimeoutMs: positiveInteger(owner, 'keepAliveTimeoutMs', options.keepAliveTimeoutMs, 30_000),
-    connectTimeoutMs: positiveInteger(owner, 'connectTimeoutMs', options.connectTimeoutMs, 10_000),
+    max: read.positiveInteger('max', options.max, 64),
+    ttlMs: read.durationMs('ttlMs', options.ttlMs, 300_000),
+    connectionsPerOrigin: read.positiveInteger('connectionsPerOrigin', options.connectionsPerOrigin, 256),
+    keepAliveTimeoutMs: read.durationMs('keepAliveTimeoutMs', options.keepAliveTimeoutMs, 30_000),
+    connectTimeoutMs: read.durationMs('connectTimeoutMs', options.connectTimeoutMs, 10_000),
   });
 }
 
@@ -156,12 +159,4 @@ export class ClientCache {
       .finally(() => this.closingPools.delete(closing));
     this.closingPools.add(closing);
   }
-}
-
-function positiveInteger(owner: string, name: string, value: number | undefined, fallback: number): number {
-  const resolved = value ?? fallback;
-  if (!Number.isSafeInteger(resolved) || resolved <= 0) {
-    throw new TypeError(`${owner}: ${name} must be a positive integer, got ${String(value)}`);
-  }
-  return resolved;
 }

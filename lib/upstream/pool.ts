@@ -1,5 +1,6 @@
 // A pool of upstream endpoints (URLs and keys) behind one UpstreamSource: a strategy picks among
 // the healthy ones, outcomes drive cooldowns, and status() feeds health pages. No timers.
+import { OptionReader } from '../options.js';
 import { LlmuxError, llmuxError } from '../errors/llmux-error.js';
 import { utcDayNumber } from '../keys/utc.js';
 import { maskKey } from '../redact.js';
@@ -133,6 +134,7 @@ export interface UpstreamPoolObserver {
 const ALL_DISABLED_RETRY_AFTER_SECONDS = 60;
 
 const OWNER = 'upstreamPool';
+const READ: OptionReader = new OptionReader(OWNER);
 
 /**
  * An {@link UpstreamSource} over many endpoints. `acquire` lets the strategy choose among the
@@ -186,15 +188,13 @@ export class UpstreamPool implements UpstreamSource {
   private observers: readonly UpstreamPoolObserver[] = [];
 
   constructor(options: UpstreamPoolOptions) {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`${OWNER}: options must be an object, got ${String(options)}`);
-    }
+    READ.options(options, true);
     const { upstreams } = options;
     if (!Array.isArray(upstreams) || upstreams.length === 0) {
-      throw new TypeError(`${OWNER}: upstreams must be a non-empty array, got ${describe(upstreams)}`);
+      READ.fail('upstreams', 'a non-empty array', upstreams);
     }
-    this.clock = optionalFunction('clock', options.clock) ?? Date.now;
-    const random = optionalFunction('random', options.random) ?? Math.random;
+    this.clock = READ.function('clock', options.clock, Date.now);
+    const random = READ.function('random', options.random, Math.random);
     this.cooldown = resolveCooldown(options.cooldown);
     this.health = upstreams.map((u: PooledUpstreamOptions, i) => resolveUpstream(u, i));
     this.endpoints = this.health.map((h) => h.endpoint);
@@ -311,7 +311,7 @@ export class UpstreamPool implements UpstreamSource {
    */
   observe(observer: UpstreamPoolObserver): () => void {
     if (typeof observer !== 'object' || observer === null) {
-      throw new TypeError(`${OWNER}: observer must be an object, got ${describe(observer)}`);
+      READ.fail('observer', 'an object', observer);
     }
     this.observers = [...this.observers, observer];
     return () => {
@@ -430,7 +430,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
 function resolveUpstream(u: PooledUpstreamOptions, index: number): UpstreamHealth {
   const at = `upstreams[${index}]`;
   if (typeof u !== 'object' || u === null || typeof u.url !== 'string') {
-    throw new TypeError(`${OWNER}: ${at}.url is required, got ${describe(u)}`);
+    READ.fail(at, 'an object with a url', u);
   }
   const { origin, basePath } = parseBaseUrl(u.url, `${OWNER}: ${at}`);
   if (u.apiKey !== undefined && (typeof u.apiKey !== 'string' || u.apiKey.length === 0)) {
@@ -438,11 +438,11 @@ function resolveUpstream(u: PooledUpstreamOptions, index: number): UpstreamHealt
     throw new TypeError(`${OWNER}: ${at}.apiKey must be a non-empty string, got ${typeof u.apiKey}`);
   }
   if (u.name !== undefined && (typeof u.name !== 'string' || u.name.length === 0)) {
-    throw new TypeError(`${OWNER}: ${at}.name must be a non-empty string, got ${describe(u.name)}`);
+    READ.fail(`${at}.name`, 'a non-empty string', u.name);
   }
   const weight = u.weight ?? 1;
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
-    throw new TypeError(`${OWNER}: ${at}.weight must be a positive number, got ${describe(u.weight)}`);
+    READ.fail(`${at}.weight`, 'a positive number', u.weight);
   }
   const endpoint: UpstreamEndpoint = Object.freeze({
     name: u.name ?? `${new URL(origin).host}#${index}`,
@@ -454,20 +454,21 @@ function resolveUpstream(u: PooledUpstreamOptions, index: number): UpstreamHealt
     endpoint,
     index,
     weight,
-    optionalPositiveInteger(`${at}.maxConcurrent`, u.maxConcurrent) ?? Infinity,
-    optionalPositiveInteger(`${at}.dailyRequestCap`, u.dailyRequestCap) ?? Infinity,
+    READ.optionalPositiveInteger(`${at}.maxConcurrent`, u.maxConcurrent) ?? Infinity,
+    READ.optionalPositiveInteger(`${at}.dailyRequestCap`, u.dailyRequestCap) ?? Infinity,
   );
 }
 
 function resolveCooldown(options: UpstreamPoolCooldownOptions | undefined): ResolvedCooldown {
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw new TypeError(`${OWNER}: cooldown must be an object, got ${describe(options)}`);
+    READ.fail('cooldown', 'an object', options);
   }
   return {
-    rateLimitMs: nonNegativeInteger('cooldown.rateLimitMs', options?.rateLimitMs, 30_000),
-    baseMs: nonNegativeInteger('cooldown.baseMs', options?.baseMs, 5_000),
-    maxMs: nonNegativeInteger('cooldown.maxMs', options?.maxMs, 600_000),
-    failureThreshold: optionalPositiveInteger('cooldown.failureThreshold', options?.failureThreshold) ?? 3,
+    rateLimitMs: READ.nonNegativeInteger('cooldown.rateLimitMs', options?.rateLimitMs, 30_000),
+    baseMs: READ.nonNegativeInteger('cooldown.baseMs', options?.baseMs, 5_000),
+    maxMs: READ.nonNegativeInteger('cooldown.maxMs', options?.maxMs, 600_000),
+    failureThreshold:
+      READ.optionalPositiveInteger('cooldown.failureThreshold', options?.failureThreshold) ?? 3,
   };
 }
 
@@ -483,36 +484,5 @@ function resolveStrategy(
   if (typeof strategy === 'object' && strategy !== null && typeof strategy.pick === 'function') {
     return strategy;
   }
-  throw new TypeError(
-    `${OWNER}: strategy must be one of ${STRATEGY_NAMES.join(', ')} or an object with pick(), got ${describe(strategy)}`,
-  );
-}
-
-function optionalFunction<F>(name: string, value: F | undefined): F | undefined {
-  if (value !== undefined && typeof value !== 'function') {
-    throw new TypeError(`${OWNER}: ${name} must be a function, got ${describe(value)}`);
-  }
-  return value;
-}
-
-function optionalPositiveInteger(name: string, value: number | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new TypeError(`${OWNER}: ${name} must be a positive integer, got ${describe(value)}`);
-  }
-  return value;
-}
-
-function nonNegativeInteger(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new TypeError(`${OWNER}: ${name} must be a non-negative integer, got ${describe(value)}`);
-  }
-  return value;
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
-  return String(value);
+  READ.fail('strategy', `one of ${STRATEGY_NAMES.join(', ')} or an object with pick()`, strategy);
 }

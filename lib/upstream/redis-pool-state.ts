@@ -14,7 +14,7 @@ import {
   withinTimeout,
   type RedisScript,
 } from '../redis/connection.js';
-import { positiveIntegerOption, stringOption } from '../redis/options.js';
+import { OptionReader } from '../options.js';
 import type { UpstreamPool, UpstreamPoolObserver, UpstreamStateChange } from './pool.js';
 import type { UpstreamEndpoint } from './source.js';
 
@@ -83,6 +83,7 @@ const MAX_RETRY_MS = 5_000;
 /** A day's counter lives through that day and the next, then vanishes. */
 const COUNT_TTL_MS = 2 * 86_400_000;
 const OWNER = 'sharePoolState';
+const READ: OptionReader = new OptionReader(OWNER);
 
 /**
  * Merges a batch of one instance's changes into an upstream's hash and publishes the result.
@@ -235,28 +236,20 @@ class PoolStateSharer implements PoolStateSharing, UpstreamPoolObserver {
       typeof pool.applySharedCount !== 'function' ||
       !Array.isArray(pool.endpoints)
     ) {
-      throw new TypeError(`${OWNER}: pool must be an UpstreamPool, got ${describe(pool)}`);
+      READ.fail('pool', 'an UpstreamPool', pool);
     }
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`${OWNER}: options must be an object, got ${describe(options)}`);
-    }
+    READ.options(options, true);
     // `null` has always meant the default prefix here.
-    const prefix = stringOption(OWNER, 'prefix', options.prefix ?? undefined, 'llmux:', describe);
-    if (options.channel !== undefined && (typeof options.channel !== 'string' || options.channel === '')) {
-      throw new TypeError(`${OWNER}: channel must be a non-empty string, got ${describe(options.channel)}`);
-    }
-    this.timeoutMs = positiveIntegerOption(
-      OWNER,
-      'commandTimeoutMs',
-      options.commandTimeoutMs,
-      500,
-      describe,
+    const prefix = READ.string('prefix', options.prefix ?? undefined, 'llmux:');
+    if (options.channel !== undefined) READ.string('channel', options.channel);
+    this.timeoutMs = READ.durationMs('commandTimeoutMs', options.commandTimeoutMs, 500);
+    this.ttlMs = READ.positiveInteger('stateTtlMs', options.stateTtlMs, 86_400_000);
+    const logger = READ.implementing<Logger>(
+      'logger',
+      options.logger ?? stderrLogger,
+      ['error'],
+      'an object with an error() method',
     );
-    this.ttlMs = positiveIntegerOption(OWNER, 'stateTtlMs', options.stateTtlMs, 86_400_000, describe);
-    const logger = options.logger ?? stderrLogger;
-    if (typeof logger !== 'object' || logger === null || typeof logger.error !== 'function') {
-      throw new TypeError(`${OWNER}: logger must have an error() method, got ${describe(logger)}`);
-    }
     this.logger = logger;
 
     // The subscriber, too, reconnects without resubscribing: it subscribes anew once ready (see drain).
@@ -695,9 +688,3 @@ function flag(value: boolean): string {
 }
 
 function ignore(): void {}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
-  return String(value);
-}
