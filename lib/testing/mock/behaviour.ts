@@ -1,7 +1,7 @@
 // Behaviours validated and pre-serialised once, when queued or set, so answering a request reads
 // plain fields; and the one change a request makes to them: its own completion cap.
-import type { MockBehaviour } from './types.js';
-import { fail, flag, integerIn, optionalString } from './validate.js';
+import type { MockBehaviour, MockFinishReason, MockUsage } from './types.js';
+import { fail, flag, integerIn, optionalFlag, optionalOneOf, optionalString } from './validate.js';
 
 type HeaderValue = string | number | string[];
 
@@ -29,11 +29,21 @@ export interface ResolvedBehaviour {
   /** JSON string literal of `content + ' '`, or undefined for `tok<i> `. */
   readonly wordJson: string | undefined;
   readonly word: string | undefined;
+  /** The behaviour's token counts, validated; undefined when it sets none. */
+  readonly usage: Readonly<MockUsage> | undefined;
+  /** Undefined: decided by the request's tools. */
+  readonly toolCalls: boolean | undefined;
+  /** The serialised `toolArguments`, or undefined for schema-derived ones. */
+  readonly toolArgumentsJson: string | undefined;
+  readonly finishReason: MockFinishReason | undefined;
+  /** True when the request's own cap cut the chunks (set by {@link capChunks}). */
+  readonly truncated: boolean;
 }
 
 const DEFAULT_CHUNKS = 3;
 const MAX_CHUNKS = 1_000_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_TOKENS = 1_000_000_000;
 
 /** Validates a behaviour; throws a TypeError naming the first invalid field. */
 export function resolveBehaviour(behaviour: MockBehaviour): ResolvedBehaviour {
@@ -79,7 +89,71 @@ export function resolveBehaviour(behaviour: MockBehaviour): ResolvedBehaviour {
     omitUsage: flag(where, 'omitUsage', behaviour.omitUsage),
     wordJson: word === undefined ? undefined : JSON.stringify(`${word} `),
     word,
+    usage: resolveUsage(where, behaviour.usage),
+    toolCalls: optionalFlag(where, 'toolCalls', behaviour.toolCalls),
+    toolArgumentsJson: resolveToolArguments(where, behaviour.toolArguments),
+    finishReason: optionalOneOf(where, 'finishReason', behaviour.finishReason, FINISH_REASONS),
+    truncated: false,
   });
+}
+
+const FINISH_REASONS: readonly MockFinishReason[] = ['stop', 'length', 'content_filter', 'failed'];
+const USAGE_FIELDS: readonly (keyof MockUsage)[] = [
+  'promptTokens',
+  'completionTokens',
+  'cachedTokens',
+  'cacheWriteTokens',
+  'reasoningTokens',
+  'audioPromptTokens',
+  'audioCompletionTokens',
+];
+
+function resolveUsage(where: string, usage: MockUsage | undefined): Readonly<MockUsage> | undefined {
+  if (usage === undefined) return undefined;
+  if (typeof usage !== 'object' || usage === null) fail(where, 'usage', 'an object', usage);
+  const resolved: MockUsage = {};
+  for (const name of Object.keys(usage)) {
+    if (!(USAGE_FIELDS as readonly string[]).includes(name)) {
+      fail(where, `usage.${name}`, `one of ${USAGE_FIELDS.join(', ')}`, name);
+    }
+  }
+  for (const name of USAGE_FIELDS) {
+    const value = usage[name];
+    if (value !== undefined) resolved[name] = integerIn(where, `usage.${name}`, value, 0, 0, MAX_TOKENS);
+  }
+  // The classes are parts of the totals, so a total below its parts could never come from a provider.
+  const promptParts =
+    (resolved.cachedTokens ?? 0) + (resolved.cacheWriteTokens ?? 0) + (resolved.audioPromptTokens ?? 0);
+  if (resolved.promptTokens !== undefined && promptParts > resolved.promptTokens) {
+    fail(
+      where,
+      'usage.promptTokens',
+      `at least cachedTokens + cacheWriteTokens + audioPromptTokens (${promptParts})`,
+      resolved.promptTokens,
+    );
+  }
+  const completionParts = (resolved.reasoningTokens ?? 0) + (resolved.audioCompletionTokens ?? 0);
+  if (resolved.completionTokens !== undefined && completionParts > resolved.completionTokens) {
+    fail(
+      where,
+      'usage.completionTokens',
+      `at least reasoningTokens + audioCompletionTokens (${completionParts})`,
+      resolved.completionTokens,
+    );
+  }
+  return Object.freeze(resolved);
+}
+
+function resolveToolArguments(where: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    fail(where, 'toolArguments', 'a JSON object', value);
+  }
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return fail(where, 'toolArguments', 'JSON-serialisable', value);
+  }
 }
 
 function resolveHeaders(
@@ -104,6 +178,7 @@ export function capChunks(behaviour: ResolvedBehaviour, cap: number | undefined)
   const clamp = (at: number) => (at < 0 ? at : Math.min(at, cap));
   return {
     ...behaviour,
+    truncated: true,
     chunks: cap,
     resetAfterChunks: clamp(behaviour.resetAfterChunks),
     errorFrameAfterChunks: clamp(behaviour.errorFrameAfterChunks),

@@ -3,11 +3,54 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
 /**
- * How the mock answers one request. Every field is optional; an empty object is the plain default answer.
- * Fields marked "SSE" only apply to streamed chat/text completions (`"stream": true`).
+ * How a generation ends, in every protocol's own words:
+ *
+ * | value | Chat/Completions `finish_reason` | Responses | Anthropic `stop_reason` |
+ * |---|---|---|---|
+ * | `'stop'` | `stop` (`tool_calls` for a tool call) | `completed` | `end_turn` (`tool_use` for a tool call) |
+ * | `'length'` | `length` | `incomplete`, reason `max_output_tokens` | `max_tokens` |
+ * | `'content_filter'` | `content_filter` | `incomplete`, reason `content_filter` | `refusal` |
+ * | `'failed'` | streamed: the error frame instead of the finish; JSON: a 500 error | `failed` with an `error` | streamed: an `error` event; JSON: a 500 error |
+ */
+export type MockFinishReason = 'stop' | 'length' | 'content_filter' | 'failed';
+
+/**
+ * Token counts a behaviour may set; each protocol reports them in its own fields (see the README).
+ * All are non-negative integers and all are optional: an unset count keeps its deterministic default.
+ */
+export interface MockUsage {
+  /**
+   * Every input token, cached, cache-write and audio ones included (OpenAI's `prompt_tokens`/`input_tokens`).
+   * Default: the words of the prompt text (at least 1) plus `cachedTokens`, `cacheWriteTokens` and
+   * `audioPromptTokens`. Anthropic's `input_tokens` is this minus `cachedTokens` and `cacheWriteTokens`.
+   */
+  promptTokens?: number;
+  /**
+   * Every output token, reasoning and audio ones included (`completion_tokens`/`output_tokens`).
+   * Default: the chunks sent (times `n` on Chat/Completions) plus `reasoningTokens` and `audioCompletionTokens`.
+   */
+  completionTokens?: number;
+  /** Input tokens read from the prompt cache. Default 0. */
+  cachedTokens?: number;
+  /** Input tokens written to the prompt cache (Anthropic's cache creation). Default 0. */
+  cacheWriteTokens?: number;
+  /** Hidden reasoning tokens, part of the output tokens. Default 0. */
+  reasoningTokens?: number;
+  /** Audio input tokens, part of the prompt tokens (Chat/Completions only). Default 0. */
+  audioPromptTokens?: number;
+  /** Audio output tokens, part of the completion tokens (Chat/Completions only). Default 0. */
+  audioCompletionTokens?: number;
+}
+
+/**
+ * How the mock answers one POST request, on every protocol's routes. Every field is optional; an empty
+ * object is the plain default answer. Fields marked "SSE" only apply to streamed answers (`"stream": true`).
  */
 export interface MockBehaviour {
-  /** HTTP status, 200–599. Default 200. At 400 or above an OpenAI-shaped error body is sent unless `body` or `rawBody` is given. */
+  /**
+   * HTTP status, 200–599. Default 200. At 400 or above an error body in the route's protocol shape
+   * (OpenAI's, or Anthropic's under `/v1/messages`) is sent unless `body` or `rawBody` is given.
+   */
   status?: number;
   /** Any JSON value, serialised once and sent verbatim as an `application/json` response (`null` included). */
   body?: unknown;
@@ -20,9 +63,9 @@ export interface MockBehaviour {
   /** Wait this long after the request body was read before answering (or resetting). Default 0. */
   delayBeforeHeadersMs?: number;
   /**
-   * Number of content chunks; also `completion_tokens` and the number of words in the JSON
-   * content. Default 3. Like a real model, a request's `max_completion_tokens`/`max_tokens`
-   * caps it.
+   * Number of content chunks (text deltas, or tool-call argument fragments); also the output tokens and
+   * the number of words in the JSON content. Default 3. Like a real model, the request's own cap
+   * (`max_completion_tokens`/`max_tokens`, Responses' `max_output_tokens`, Anthropic's `max_tokens`) caps it.
    */
   chunks?: number;
   /** SSE: wait this long before each content chunk. Default 0. */
@@ -35,14 +78,33 @@ export interface MockBehaviour {
   stallAfterChunks?: number;
   /** SSE: length of the `stallAfterChunks` pause; omitted, the stream stays silent until the client leaves or `close()`. */
   stallMs?: number;
-  /** SSE: end the response cleanly without the final `data: [DONE]`. */
+  /**
+   * SSE: end the response cleanly without its terminal event: `data: [DONE]` on Chat/Completions,
+   * `response.completed` (or `.incomplete`/`.failed`) on Responses, `message_stop` on Anthropic.
+   */
   omitDone?: boolean;
   /** Never send `usage`, in JSON or SSE (not even `"usage":null`). */
   omitUsage?: boolean;
-  /** SSE: after this many content chunks send a `mock_stream_error` error frame and end without `[DONE]`. */
+  /**
+   * SSE: after this many content chunks send the protocol's error frame and end without the terminal
+   * event: a `mock_stream_error` `data:` frame (Chat/Completions), an `error` event (Responses), an
+   * `error` event with an `overloaded_error` (Anthropic).
+   */
   errorFrameAfterChunks?: number;
   /** The word sent in every chunk (followed by a space) instead of `tok0`, `tok1`, …. */
   content?: string;
+  /** Token counts to report instead of (or besides) the deterministic defaults; see {@link MockUsage}. */
+  usage?: MockUsage;
+  /**
+   * `true` answers with a tool call even when the request offers no tool (then named `mock_tool`);
+   * `false` answers with text even when it does. Default: a tool call when the request has function
+   * tools and its `tool_choice` is not `"none"`.
+   */
+  toolCalls?: boolean;
+  /** The arguments of a tool call, instead of the smallest object the tool's JSON schema accepts. */
+  toolArguments?: Readonly<Record<string, unknown>>;
+  /** How the generation ends; see {@link MockFinishReason}. Default `'stop'` (`'length'` on Responses and Anthropic when the request's cap cut the chunks). */
+  finishReason?: MockFinishReason;
 }
 
 /** Computes the behaviour for one POST request from what it received (body already parsed). */
@@ -103,7 +165,7 @@ export interface MockUpstream {
   setBehaviour(behaviour: MockBehaviour | MockBehaviourFactory | undefined): void;
   /** Number of queued behaviours not consumed yet. */
   pendingBehaviours(): number;
-  /** Clears the queue, the default behaviour, the records, the `seq` counter and the settled count. */
+  /** Clears the queue, the default behaviour, the records, the `seq` counter, and the settled count. */
   reset(): void;
   /** Adds a listener for `request` or `settled`. */
   on(event: MockUpstreamEvent, listener: (request: RecordedRequest) => void): this;

@@ -1,21 +1,17 @@
-// OpenAI Chat Completions and legacy Completions: the JSON answer and the SSE stream of
-// `chat.completion.chunk` / `text_completion` frames ending in `data: [DONE]`.
-import { capChunks, chunkText, chunkTextJson, type ResolvedBehaviour } from '../behaviour.js';
+// OpenAI Chat Completions and legacy Completions: reads the request (cap, `n`, tools), then answers
+// in JSON or as a stream (see completion-stream.ts).
+import { capChunks, chunkText, type ResolvedBehaviour } from '../behaviour.js';
 import { countField, countWords, fieldOf, modelOf } from '../request-fields.js';
 import type { RouteContext } from '../route.js';
-import type { SseScript } from '../sse-writer.js';
+import { countTokens } from '../tokens.js';
+import { planToolCall, type OfferedTool, type ToolCall, type ToolRequest } from '../tool-call.js';
+import { CompletionStream, toolCallId, type CompletionPlan } from './completion-stream.js';
+import { openAiErrorBody } from './errors.js';
+import { chatUsage } from './usage.js';
 
 type CompletionKind = 'chat' | 'text';
 
-const STREAM_ERROR_FRAME =
-  'data: {"error":{"message":"mock stream error","type":"server_error","code":"mock_stream_error"}}\n\n';
-const DONE_FRAME = 'data: [DONE]\n\n';
-
-interface ChatUsage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-}
+const MAX_CHOICES = 128;
 
 /** Prompt words of the string message contents (chat) or prompt strings (text), at least 1. */
 function promptWords(body: unknown, kind: CompletionKind): number {
@@ -38,61 +34,43 @@ function promptWords(body: unknown, kind: CompletionKind): number {
   return Math.max(words, 1);
 }
 
-function usageOf(promptTokens: number, completionTokens: number): ChatUsage {
+/** The function tools of a Chat Completions request and what its `tool_choice` says. */
+function chatTools(body: unknown): ToolRequest {
+  const tools: OfferedTool[] = [];
+  const offered = fieldOf(body, 'tools');
+  if (Array.isArray(offered)) {
+    for (const tool of offered) {
+      const fn = fieldOf(tool, 'function');
+      const name = fieldOf(fn, 'name');
+      const type = fieldOf(tool, 'type');
+      if ((type === undefined || type === 'function') && typeof name === 'string') {
+        tools.push({ name, schema: fieldOf(fn, 'parameters') });
+      }
+    }
+  }
+  const choice = fieldOf(body, 'tool_choice');
+  const forced = fieldOf(fieldOf(choice, 'function'), 'name');
   return {
-    prompt_tokens: promptTokens,
-    completion_tokens: completionTokens,
-    total_tokens: promptTokens + completionTokens,
+    tools,
+    suppressed: choice === 'none',
+    forcedName: typeof forced === 'string' ? forced : undefined,
   };
 }
 
-/** The frames of one streamed completion; the envelope of every chunk is serialised once. */
-class CompletionStream implements SseScript {
-  private readonly envelope: string;
-  private readonly includeUsage: boolean;
-  private readonly usageNull: string;
+function choiceCount(body: unknown): number {
+  const n = countField(body, 'n');
+  return n !== undefined && n >= 1 && n <= MAX_CHOICES ? n : 1;
+}
 
-  constructor(
-    private readonly kind: CompletionKind,
-    private readonly behaviour: ResolvedBehaviour,
-    private readonly usage: ChatUsage,
-    id: string,
-    created: number,
-    model: string,
-    body: unknown,
-  ) {
-    const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-    this.envelope = `{"id":"${id}","object":"${object}","created":${created},"model":${JSON.stringify(model)},"choices":[`;
-    this.includeUsage =
-      fieldOf(fieldOf(body, 'stream_options'), 'include_usage') === true && !behaviour.omitUsage;
-    this.usageNull = this.includeUsage ? ',"usage":null' : '';
-  }
-
-  head(): string {
-    return '';
-  }
-
-  chunk(index: number): string {
-    const text = chunkTextJson(this.behaviour, index);
-    if (this.kind === 'text') {
-      return `data: ${this.envelope}{"text":${text},"index":0,"logprobs":null,"finish_reason":null}]${this.usageNull}}\n\n`;
-    }
-    const role = index === 0 ? '"role":"assistant",' : '';
-    return `data: ${this.envelope}{"index":0,"delta":{${role}"content":${text}},"finish_reason":null}]${this.usageNull}}\n\n`;
-  }
-
-  tail(): string {
-    let tail =
-      this.kind === 'text'
-        ? `data: ${this.envelope}{"text":"","index":0,"logprobs":null,"finish_reason":"stop"}]${this.usageNull}}\n\n`
-        : `data: ${this.envelope}{"index":0,"delta":{},"finish_reason":"stop"}]${this.usageNull}}\n\n`;
-    if (this.includeUsage) tail += `data: ${this.envelope}],"usage":${JSON.stringify(this.usage)}}\n\n`;
-    if (!this.behaviour.omitDone) tail += DONE_FRAME;
-    return tail;
-  }
-
-  errorFrame(): string {
-    return STREAM_ERROR_FRAME;
+function finishReasonOf(behaviour: ResolvedBehaviour, toolCall: ToolCall | undefined): string | undefined {
+  switch (behaviour.finishReason) {
+    case 'failed':
+      return undefined;
+    case 'length':
+    case 'content_filter':
+      return behaviour.finishReason;
+    default:
+      return toolCall === undefined ? 'stop' : 'tool_calls';
   }
 }
 
@@ -103,34 +81,63 @@ function answer(context: RouteContext, kind: CompletionKind): void {
     context.behaviour,
     countField(body, 'max_completion_tokens') ?? countField(body, 'max_tokens'),
   );
-  const model = modelOf(body, 'mock-model');
-  const created = Math.floor(Date.now() / 1000);
-  const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-mock-${context.record.seq}`;
-  const usage = usageOf(promptWords(body, kind), behaviour.chunks);
-  if (fieldOf(body, 'stream') === true) {
-    context.stream(behaviour, new CompletionStream(kind, behaviour, usage, id, created, model, body));
-    return;
-  }
+  const choices = choiceCount(body);
+  const toolCall = kind === 'chat' ? planToolCall(behaviour, chatTools(body)) : undefined;
+  const tokens = countTokens(behaviour.usage, promptWords(body, kind), behaviour.chunks * choices);
+  const streamed = fieldOf(body, 'stream') === true;
+  const wantsUsage = streamed ? fieldOf(fieldOf(body, 'stream_options'), 'include_usage') === true : true;
+  const plan: CompletionPlan = {
+    kind,
+    seq: context.record.seq,
+    id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-mock-${context.record.seq}`,
+    created: Math.floor(Date.now() / 1000),
+    model: modelOf(body, 'mock-model'),
+    choices,
+    toolCall,
+    finishReason: finishReasonOf(behaviour, toolCall),
+    usage: wantsUsage && !behaviour.omitUsage ? chatUsage(tokens) : undefined,
+  };
+  if (streamed) context.stream(behaviour, new CompletionStream(plan, behaviour));
+  else if (plan.finishReason === undefined) {
+    context.sendJson(500, openAiErrorBody(500, 'mock generation failed'));
+  } else context.sendJson(behaviour.status, completionJson(plan, behaviour));
+}
+
+function completionJson(plan: CompletionPlan, behaviour: ResolvedBehaviour): string {
   let content = '';
   for (let i = 0; i < behaviour.chunks; i++) content += chunkText(behaviour, i);
-  const response: Record<string, unknown> =
-    kind === 'chat'
-      ? {
-          id,
-          object: 'chat.completion',
-          created,
-          model,
-          choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
-        }
-      : {
-          id,
-          object: 'text_completion',
-          created,
-          model,
-          choices: [{ text: content, index: 0, logprobs: null, finish_reason: 'stop' }],
-        };
-  if (!behaviour.omitUsage) response.usage = usage;
-  context.sendJson(behaviour.status, JSON.stringify(response));
+  const choices: Record<string, unknown>[] = [];
+  for (let index = 0; index < plan.choices; index++) {
+    if (plan.kind === 'text') {
+      choices.push({ text: content, index, logprobs: null, finish_reason: plan.finishReason });
+      continue;
+    }
+    const call = plan.toolCall;
+    const message =
+      call === undefined
+        ? { role: 'assistant', content }
+        : {
+            role: 'assistant',
+            content: null,
+            tool_calls: [
+              {
+                id: toolCallId(plan.seq, index),
+                type: 'function',
+                function: { name: call.name, arguments: call.argumentsJson },
+              },
+            ],
+          };
+    choices.push({ index, message, finish_reason: plan.finishReason });
+  }
+  const response: Record<string, unknown> = {
+    id: plan.id,
+    object: plan.kind === 'chat' ? 'chat.completion' : 'text_completion',
+    created: plan.created,
+    model: plan.model,
+    choices,
+  };
+  if (plan.usage !== undefined) response.usage = plan.usage;
+  return JSON.stringify(response);
 }
 
 /** `POST /v1/chat/completions`. */

@@ -1,4 +1,5 @@
-// OpenAI Embeddings: one deterministic vector per input, so equal inputs embed equally across runs.
+// OpenAI Embeddings: one deterministic vector per input, so equal inputs embed equally across runs;
+// as floats, or as OpenAI's base64 of little-endian float32 (the official SDK's default request).
 import { countWords, fieldOf, modelOf } from '../request-fields.js';
 import type { RouteContext } from '../route.js';
 
@@ -17,6 +18,13 @@ function embeddingOf(seed: string): number[] {
     vector[i] = Math.round(((hash >>> 0) / 0xffffffff) * 2e6 - 1e6) / 1e6;
   }
   return vector;
+}
+
+/** The vector as base64 of its little-endian float32 bytes, as OpenAI sends `encoding_format: "base64"`. */
+function base64Of(vector: readonly number[]): string {
+  const bytes = Buffer.allocUnsafe(vector.length * 4);
+  for (let i = 0; i < vector.length; i++) bytes.writeFloatLE(vector[i] as number, i * 4);
+  return bytes.toString('base64');
 }
 
 /** `POST /v1/embeddings`. */
@@ -44,7 +52,11 @@ export function embeddings(context: RouteContext): void {
     }
   }
   if (seeds.length === 0) seeds.push('');
-  const data = seeds.map((seed, index) => ({ object: 'embedding', index, embedding: embeddingOf(seed) }));
+  const base64 = fieldOf(body, 'encoding_format') === 'base64';
+  const data = seeds.map((seed, index) => {
+    const vector = embeddingOf(seed);
+    return { object: 'embedding', index, embedding: base64 ? base64Of(vector) : vector };
+  });
   const response: Record<string, unknown> = {
     object: 'list',
     data,
