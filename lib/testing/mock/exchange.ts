@@ -4,6 +4,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { PLAIN, type ResolvedBehaviour } from './behaviour.js';
 import type { MockRequest, MockResponse } from './http-classes.js';
 import type { MutableRecord } from './recorder.js';
+import type { ResponseStore } from './response-store.js';
 import type { RouteContext } from './route.js';
 import { protocolFor } from './routes.js';
 import { SseWriter, type SseScript } from './sse-writer.js';
@@ -12,6 +13,7 @@ import type { MockUpstreamEvent, RecordedRequest } from './types.js';
 /** What an exchange needs from the server that owns it. */
 export interface ExchangeOwner {
   readonly maxBodyBytes: number;
+  readonly responses: ResponseStore;
   /** The next queued behaviour (POST requests only, in arrival order). */
   takeQueued(): ResolvedBehaviour | undefined;
   /** The default behaviour; a factory that throws makes this throw. */
@@ -43,6 +45,7 @@ function onDelayTimer(exchange: Exchange): void {
 /** One request/response pair; the server keeps it until it settles. */
 export class Exchange implements RouteContext {
   readonly pathname: string;
+  readonly search: string;
   private resolved: ResolvedBehaviour | undefined;
   private behaviourError: string | undefined = undefined;
   private bodyChunks: Buffer[] = [];
@@ -65,11 +68,16 @@ export class Exchange implements RouteContext {
     const path = record.path;
     const query = path.indexOf('?');
     this.pathname = query === -1 ? path : path.slice(0, query);
+    this.search = query === -1 ? '' : path.slice(query + 1);
     this.resolved = record.method === 'POST' ? owner.takeQueued() : PLAIN;
   }
 
   get behaviour(): ResolvedBehaviour {
     return this.resolved ?? PLAIN;
+  }
+
+  get responses(): ResponseStore {
+    return this.owner.responses;
   }
 
   /** Starts reading the body; the answer follows from `onEnd`. */

@@ -9,6 +9,7 @@ export interface ResolvedOptions {
   readonly maxRecorded: number;
   readonly maxBodyBytes: number;
   readonly keepAliveTimeoutMs: number;
+  readonly maxStoredResponses: number;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -30,6 +31,14 @@ export function resolveOptions(options: MockUpstreamOptions): ResolvedOptions {
       5000,
       1,
       MAX_TIMER_MS,
+    ),
+    maxStoredResponses: integerIn(
+      where,
+      'maxStoredResponses',
+      options.maxStoredResponses,
+      1000,
+      0,
+      Number.MAX_SAFE_INTEGER,
     ),
   };
 }

@@ -1,6 +1,7 @@
 // The contract between an exchange and the wire protocols: what a route handler may read and how it
 // answers, and what a protocol offers (its routes and its error shape).
 import type { ResolvedBehaviour } from './behaviour.js';
+import type { ResponseStore } from './response-store.js';
 import type { SseScript } from './sse-writer.js';
 import type { RecordedRequest } from './types.js';
 
@@ -11,6 +12,10 @@ export interface RouteContext {
   readonly behaviour: ResolvedBehaviour;
   /** The request path without its query string. */
   readonly pathname: string;
+  /** The query string without its `?` (`''` for none). */
+  readonly search: string;
+  /** The Responses API objects this mock created. */
+  readonly responses: ResponseStore;
   /** Sends a complete JSON answer with the behaviour's headers. */
   sendJson(status: number, body: string): void;
   /** Sends the event-stream headers with `behaviour.status`, then streams the script under `behaviour`'s timing and faults. */

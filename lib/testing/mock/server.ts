@@ -8,6 +8,7 @@ import { Exchange, type ExchangeOwner } from './exchange.js';
 import { MockRequest, MockResponse } from './http-classes.js';
 import type { ResolvedOptions } from './options.js';
 import { RequestRecorder } from './recorder.js';
+import { ResponseStore } from './response-store.js';
 import type {
   MockBehaviour,
   MockBehaviourFactory,
@@ -19,6 +20,7 @@ import type {
 /** The server behind {@link MockUpstream}; one instance per `createMockUpstream` call, nothing shared. */
 export class MockUpstreamServer implements MockUpstream, ExchangeOwner {
   readonly maxBodyBytes: number;
+  readonly responses: ResponseStore;
   private readonly config: ResolvedOptions;
   private readonly server: Server<typeof MockRequest, typeof MockResponse>;
   private readonly behaviours = new BehaviourQueue();
@@ -33,6 +35,7 @@ export class MockUpstreamServer implements MockUpstream, ExchangeOwner {
     this.config = config;
     this.maxBodyBytes = config.maxBodyBytes;
     this.recorder = new RequestRecorder(config.maxRecorded);
+    this.responses = new ResponseStore(config.maxStoredResponses);
     this.server = createServer(
       {
         IncomingMessage: MockRequest,
@@ -84,6 +87,7 @@ export class MockUpstreamServer implements MockUpstream, ExchangeOwner {
   reset(): void {
     this.behaviours.clear();
     this.recorder.reset();
+    this.responses.clear(); // ids restart with seq, so old responses would answer for new ones
   }
 
   on(event: MockUpstreamEvent, listener: (request: RecordedRequest) => void): this {

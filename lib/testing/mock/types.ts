@@ -149,6 +149,8 @@ export interface MockUpstreamOptions {
   maxBodyBytes?: number;
   /** Idle keep-alive socket lifetime. Default 5000 ms. */
   keepAliveTimeoutMs?: number;
+  /** How many Responses API responses the mock keeps for `GET /v1/responses/{id}` (the oldest go first). Default 1000. */
+  maxStoredResponses?: number;
 }
 
 /** A running mock upstream; see {@link createMockUpstream}. */
@@ -165,7 +167,7 @@ export interface MockUpstream {
   setBehaviour(behaviour: MockBehaviour | MockBehaviourFactory | undefined): void;
   /** Number of queued behaviours not consumed yet. */
   pendingBehaviours(): number;
-  /** Clears the queue, the default behaviour, the records, the `seq` counter, and the settled count. */
+  /** Clears the queue, the default behaviour, the records, the `seq` counter, the settled count and the stored responses. */
   reset(): void;
   /** Adds a listener for `request` or `settled`. */
   on(event: MockUpstreamEvent, listener: (request: RecordedRequest) => void): this;
