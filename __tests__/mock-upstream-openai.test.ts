@@ -119,6 +119,44 @@ describe('chat completions with tools', () => {
     expect(JSON.parse(call.function.arguments)).toEqual({ city: 'mock', days: 2, unit: 'celsius' });
   });
 
+  it('derives arguments from nested schemas, formats, lengths, arrays and unions', async () => {
+    const properties = {
+      when: { type: 'string', format: 'date-time' },
+      code: { type: 'string', minLength: 6 },
+      place: { type: 'object', properties: { lat: { type: 'number' } }, required: ['lat'] },
+      tags: { type: 'array', items: { type: 'string' }, minItems: 1 },
+      note: { type: ['null', 'string'] },
+      mode: { anyOf: [{ const: 'fast' }, { const: 'slow' }] },
+      optional: { type: 'string' },
+    };
+    const completion = await client.chat.completions.create({
+      model: 'gpt-4o',
+      messages,
+      tools: [
+        {
+          type: 'function',
+          function: {
+            name: 'plan',
+            parameters: {
+              type: 'object',
+              properties,
+              required: ['when', 'code', 'place', 'tags', 'note', 'mode'],
+            },
+          },
+        },
+      ],
+    });
+    const call = completion.choices[0]!.message.tool_calls![0] as { function: { arguments: string } };
+    expect(JSON.parse(call.function.arguments)).toEqual({
+      when: '2025-01-01T00:00:00Z',
+      code: 'mockkk',
+      place: { lat: 1 },
+      tags: ['mock'],
+      note: 'mock',
+      mode: 'fast',
+    });
+  });
+
   it('calls the tool that tool_choice names, and none when it says "none"', async () => {
     const named = await client.chat.completions.create({
       model: 'gpt-4o',

@@ -7,6 +7,8 @@ import type { MockUpstream, MockUpstreamOptions } from './mock/types.js';
 export type {
   MockBehaviour,
   MockBehaviourFactory,
+  MockFinishReason,
+  MockUsage,
   MockUpstream,
   MockUpstreamEvent,
   MockUpstreamOptions,
@@ -14,13 +16,19 @@ export type {
 } from './mock/types.js';
 
 /**
- * Starts a real OpenAI-compatible HTTP server on a free loopback port, for tests and benchmarks.
+ * Starts a real HTTP server on a free loopback port that answers as OpenAI and Anthropic do, for tests
+ * and benchmarks.
  *
- * Routes: `POST /v1/chat/completions` and `POST /v1/completions` (JSON, or SSE when `"stream": true`),
- * `POST /v1/embeddings`, `GET /v1/models`; anything else is a 404 in the OpenAI error shape. Every POST request
- * takes the next {@link MockBehaviour} from `enqueue(...)`, else the one from `setBehaviour(...)`, else the plain
- * default (3 chunks `tok0 tok1 tok2 `). Token counts are deterministic: `prompt_tokens` is the number of words in
- * the string message contents (at least 1) and `completion_tokens` the number of chunks.
+ * Routes — OpenAI: `POST /v1/chat/completions` and `POST /v1/completions` (JSON, or SSE when `"stream": true`;
+ * `n` choices, tool calls), `POST /v1/embeddings` (floats or base64), `GET /v1/models`, `GET /v1/models/{id}`,
+ * `POST /v1/responses` (JSON or typed events), `GET`/`DELETE /v1/responses/{id}`,
+ * `POST /v1/responses/{id}/cancel`, `GET /v1/responses/{id}/input_items`. Anthropic: `POST /v1/messages`
+ * (JSON or events), `POST /v1/messages/count_tokens`. Anything else is a 404 in the route's protocol shape.
+ *
+ * Every POST request takes the next {@link MockBehaviour} from `enqueue(...)`, else the one from
+ * `setBehaviour(...)`, else the plain default (3 chunks `tok0 tok1 tok2 `). Token counts are deterministic:
+ * the prompt tokens are the words of the prompt text (at least 1) and the output tokens the chunks sent; a
+ * behaviour's `usage` overrides or extends them (cached, cache write, reasoning, audio).
  *
  * @example
  * ```ts

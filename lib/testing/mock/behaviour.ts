@@ -114,7 +114,7 @@ function resolveUsage(where: string, usage: MockUsage | undefined): Readonly<Moc
   const resolved: MockUsage = {};
   for (const name of Object.keys(usage)) {
     if (!(USAGE_FIELDS as readonly string[]).includes(name)) {
-      fail(where, `usage.${name}`, `one of ${USAGE_FIELDS.join(', ')}`, name);
+      throw new TypeError(`${where}: usage.${name} is not a token class (${USAGE_FIELDS.join(', ')})`);
     }
   }
   for (const name of USAGE_FIELDS) {

@@ -79,8 +79,26 @@ function sampleOf(schema: unknown, depth: number): unknown {
     case 'null':
       return null;
     default:
-      return 'mock';
+      return stringSample(node);
   }
+}
+
+/** Strings in the formats JSON-schema validators check, so a `format` does not fail the arguments. */
+const FORMATTED: Readonly<Record<string, string>> = {
+  'date-time': '2025-01-01T00:00:00Z',
+  date: '2025-01-01',
+  time: '00:00:00Z',
+  email: 'mock@example.com',
+  uri: 'https://example.com/',
+  url: 'https://example.com/',
+  uuid: '00000000-0000-4000-8000-000000000000',
+};
+
+function stringSample(node: Record<string, unknown>): string {
+  const formatted = typeof node.format === 'string' ? FORMATTED[node.format] : undefined;
+  if (formatted !== undefined) return formatted;
+  const minLength = typeof node.minLength === 'number' ? Math.min(node.minLength, 64) : 0;
+  return 'mock'.padEnd(minLength, 'k');
 }
 
 function objectSample(node: Record<string, unknown>, depth: number): Record<string, unknown> {
@@ -89,7 +107,7 @@ function objectSample(node: Record<string, unknown>, depth: number): Record<stri
   if (!Array.isArray(required)) return sample;
   for (const name of required) {
     if (typeof name !== 'string') continue;
-    sample[name] = sampleOf(fieldOf(node.properties, name), depth + 1) ?? 'mock';
+    sample[name] = sampleOf(fieldOf(node.properties, name), depth + 1) ?? 'mock'; // a property without a schema takes anything
   }
   return sample;
 }

@@ -36,7 +36,7 @@ function echo(request: unknown, name: string, fallback: unknown): unknown {
   return value === undefined ? fallback : value;
 }
 
-/** The output item in `state`: `in_progress` with nothing generated yet, or final. */
+/** The output item: `in_progress` with nothing generated yet, or `final` with all of it. */
 export function outputItem(plan: ResponsePlan, final: boolean): Record<string, unknown> {
   const status = !final ? 'in_progress' : plan.status === 'completed' ? 'completed' : 'incomplete';
   const call = plan.toolCall;
