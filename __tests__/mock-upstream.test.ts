@@ -329,10 +329,13 @@ describe('createMockUpstream', () => {
     expect(again.data[0].embedding).toEqual(first.data[0].embedding);
   });
 
-  it('lists models on GET /v1/models', async () => {
+  it('lists models on GET /v1/models, its own first', async () => {
     const body = JSON.parse((await call(mock, '/v1/models')).text);
     expect(body.object).toBe('list');
-    expect(body.data.map((model: { id: string }) => model.id)).toEqual(['mock-model', 'mock-embedding']);
+    expect(body.data.map((model: { id: string }) => model.id).slice(0, 2)).toEqual([
+      'mock-model',
+      'mock-embedding',
+    ]);
   });
 
   it.each([
@@ -462,6 +465,44 @@ describe('createMockUpstream connections and resources', () => {
     expect(mock.requests.at(-1)).toMatchObject({ seq: 4, settled: true, completed: false, aborted: false });
     await expect(call(mock, '/v1/models')).rejects.toThrow();
     await oneSocket.close();
+  });
+  it.each([
+    ['/v1/responses', { model: 'gpt-5', input: 'hi', stream: true }],
+    ['/v1/messages', { model: 'claude-sonnet-4-5', max_tokens: 50, messages: [], stream: true }],
+  ])('leaves no timer or socket when closed mid-stream on %s', async (path, body) => {
+    // Jest's in-band reporter arms a 100 ms debounce timer when a test starts; let it lapse so the count is ours.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const baseline = activeTimeouts();
+    const mock = await open();
+    // A long delay, so a timer that close() failed to clear would outlive the bounded wait below.
+    mock.enqueue({ chunks: 50, chunkDelayMs: 10_000 }, { chunks: 5, stallAfterChunks: 1 });
+    const readers = [];
+    for (let i = 0; i < 2; i++) {
+      const res = await request(`${mock.url}${path}`, {
+        method: 'POST',
+        body: JSON.stringify(body),
+        dispatcher: agent,
+      });
+      const reader = res.body[Symbol.asyncIterator]();
+      expect(String((await reader.next()).value)).toContain('event: ');
+      readers.push(reader);
+    }
+    expect(activeTimeouts()).toBeGreaterThan(baseline); // the delay before the next chunk
+    expect(mock.openConnections()).toBe(2);
+    await mock.close();
+    expect(mock.openConnections()).toBe(0);
+    for (const reader of readers) {
+      await expect(
+        (async () => {
+          while (!(await reader.next()).done);
+        })(),
+      ).rejects.toThrow();
+    }
+    expect(mock.requests.map((record) => [record.settled, record.completed, record.aborted])).toEqual([
+      [true, false, false],
+      [true, false, false],
+    ]);
+    await timersBackTo(baseline);
   });
 });
 
