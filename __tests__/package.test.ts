@@ -1,6 +1,14 @@
 import { describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,5 +57,31 @@ describe('the published package', () => {
        console.log(JSON.stringify([typeof llmux, typeof bodyLimit, typeof createMockUpstream]));`,
     );
     expect(JSON.parse(out.trim())).toEqual(['function', 'function', 'function']);
+  });
+
+  it('builds dist/ in `prepare`, which npm runs for `npm pack`, `npm publish` and git installs', () => {
+    // `prepack` alone would not do: npm runs only `prepare` when it packs a git dependency.
+    const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    expect(manifest.scripts.prepare).toBe('npm run build');
+  });
+
+  it('packs the built code, the licence and the README', () => {
+    // --ignore-scripts: `npm test` built dist/ already; `prepare` would only build it again.
+    const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 30_000,
+    });
+    const [packed] = JSON.parse(out) as { files: { path: string }[] }[];
+    const paths = packed!.files.map((file) => file.path);
+    expect(paths).toEqual(
+      expect.arrayContaining(['dist/lib/index.js', 'dist/lib/index.d.ts', 'LICENSE', 'README.md']),
+    );
+    expect(readFileSync(join(root, 'LICENSE'), 'utf8')).toMatch(
+      /^MIT License\n\nCopyright \(c\) 2026 llmux contributors\n/,
+    );
   });
 });
