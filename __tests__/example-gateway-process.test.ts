@@ -1,7 +1,7 @@
 // The example gateway as `npm start` runs it, in its own process: where it listens, how it fails to
 // start (one line, exit code 1), and every curl line it prints or README.md shows, run as written.
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -11,6 +11,12 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ADMIN_KEY = 'admin-key-for-curl-tests-0123456789';
 /** Bound of a start, and of a failed start's exit. */
 const START_MS = 15_000;
+/** Bound of one shell script; each curl in it has its own `--max-time`. */
+const SHELL_MS = 30_000;
+/** How long a live feed is watched before it is stopped. */
+const LIVE_SECONDS = 3;
+/** Bound of a test that runs curl lines, one after the other. */
+const CURL_TEST_MS = 90_000;
 
 /** The environment of a user who set nothing of ours but `extra` (and no usage log in the repo). */
 function gatewayEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
@@ -107,26 +113,31 @@ interface ShellRun {
  * Runs `script` with bash as a user's shell would, with `env` exported. Every `curl` in it (in
  * `$(…)` too) runs with `--fail --max-time` (10 s, or `maxTimeSeconds`) and reports its status.
  */
-function runShell(script: string, env: Record<string, string>, maxTimeSeconds = 10): ShellRun {
+async function runShell(script: string, env: Record<string, string>, maxTimeSeconds = 10): Promise<ShellRun> {
   const prelude = [
     'set -e -o pipefail',
     `curl() { command curl --fail --silent --show-error --max-time ${maxTimeSeconds} --write-out '%{stderr}HTTP %{http_code}\\n' "$@"; }`,
   ].join('\n');
-  const result = spawnSync('bash', ['-c', `${prelude}\n${script}`], {
-    // Stdin closed: bash reads ~/.bashrc when its stdin is a socket, as Node's pipes are.
+  // Stdin closed: bash reads ~/.bashrc when its stdin is a socket, as Node's pipes are.
+  const shell = spawn('bash', ['-c', `${prelude}\n${script}`], {
     env: gatewayEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
-    encoding: 'utf8',
-    timeout: (maxTimeSeconds + 5) * 1000 * 4,
   });
-  const statuses = [...result.stderr.matchAll(/^HTTP (\d{3})$/gm)].map((match) => match[1]!);
-  return { code: result.status, stdout: result.stdout, statuses, stderr: result.stderr };
+  let stdout = '';
+  let stderr = '';
+  shell.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  shell.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const killer = setTimeout(() => shell.kill('SIGKILL'), SHELL_MS);
+  const code = await new Promise<number | null>((done) => shell.once('close', done));
+  clearTimeout(killer);
+  const statuses = [...stderr.matchAll(/^HTTP (\d{3})$/gm)].map((match) => match[1]!);
+  return { code, stdout, statuses, stderr };
 }
 
-/** Runs one curl command as printed; a live feed runs until it is stopped, here after 1 s. */
-function expectToRun(command: string, env: Record<string, string>): void {
+/** Runs one curl command as printed; a live feed runs until it is stopped, here by `--max-time`. */
+async function expectToRun(command: string, env: Record<string, string>): Promise<void> {
   if (command.includes('/llmux/live')) {
-    const run = runShell(command, env, 1);
+    const run = await runShell(command, env, LIVE_SECONDS);
     expect({ command, code: run.code, statuses: run.statuses }).toEqual({
       command,
       code: 28,
@@ -135,7 +146,7 @@ function expectToRun(command: string, env: Record<string, string>): void {
     expect(run.stdout).toContain('event: snapshot');
     return;
   }
-  const run = runShell(command, env);
+  const run = await runShell(command, env);
   expect({ command, code: run.code, statuses: run.statuses, stderr: run.stderr }).toEqual({
     command,
     code: 0,
@@ -199,53 +210,65 @@ describe('the example gateway process', () => {
 });
 
 describe('every curl line of the banner runs as printed', () => {
-  it('with LLMUX_ADMIN_KEY set, once the user exported it', async () => {
-    const { banner } = await startGateway({ LLMUX_ADMIN_KEY: ADMIN_KEY });
-    expect(banner).toContain('export LLMUX_ADMIN_KEY=');
-    const commands = curlCommands(banner);
-    expect(
-      commands
-        .filter((command) => command.includes('$LLMUX_ADMIN_KEY'))
-        .map((command) => /http:\S+/.exec(command)?.[0]),
-    ).toEqual([
-      expect.stringMatching(/\/llmux\/stats$/),
-      expect.stringMatching(/\/llmux\/live$/),
-      expect.stringMatching(/\/admin\/keys$/),
-    ]);
-    expect(commands).toHaveLength(6);
-    for (const command of commands) expectToRun(command, { LLMUX_ADMIN_KEY: ADMIN_KEY });
-  });
+  it(
+    'with LLMUX_ADMIN_KEY set, once the user exported it',
+    async () => {
+      const { banner } = await startGateway({ LLMUX_ADMIN_KEY: ADMIN_KEY });
+      expect(banner).toContain('export LLMUX_ADMIN_KEY=');
+      const commands = curlCommands(banner);
+      expect(
+        commands
+          .filter((command) => command.includes('$LLMUX_ADMIN_KEY'))
+          .map((command) => /http:\S+/.exec(command)?.[0]),
+      ).toEqual([
+        expect.stringMatching(/\/llmux\/stats$/),
+        expect.stringMatching(/\/llmux\/live$/),
+        expect.stringMatching(/\/admin\/keys$/),
+      ]);
+      expect(commands).toHaveLength(6);
+      for (const command of commands) await expectToRun(command, { LLMUX_ADMIN_KEY: ADMIN_KEY });
+    },
+    CURL_TEST_MS,
+  );
 
-  it('without LLMUX_ADMIN_KEY', async () => {
-    const { banner } = await startGateway({});
-    const commands = curlCommands(banner);
-    expect(commands).toHaveLength(5);
-    for (const command of commands) expectToRun(command, {});
-  });
+  it(
+    'without LLMUX_ADMIN_KEY',
+    async () => {
+      const { banner } = await startGateway({});
+      const commands = curlCommands(banner);
+      expect(commands).toHaveLength(5);
+      for (const command of commands) await expectToRun(command, {});
+    },
+    CURL_TEST_MS,
+  );
 });
 
 describe('the README', () => {
-  it('runs each shell block that talks to the example gateway as written (PORT aside)', async () => {
-    const { port } = await startGateway({ LLMUX_ADMIN_KEY: ADMIN_KEY });
-    const readme = readFileSync(join(root, 'README.md'), 'utf8');
-    const blocks = [...readme.matchAll(/^```(?:sh|bash)\n([\s\S]*?)^```$/gm)]
-      .map((match) => match[1]!)
-      .filter((block) => /^\s*(?:\w+=\$\()?curl\s/m.test(block));
-    expect(blocks.length).toBeGreaterThanOrEqual(2);
-    expect(readme).not.toMatch(/^\s*\/\/.*\bcurl\s/m);
-    for (const block of blocks) {
-      expect(block).toContain('localhost:8080');
-      // A user who started the gateway with PORT=<port> reads 8080 as that port.
-      const script = block.replaceAll('localhost:8080', `127.0.0.1:${port}`);
-      const live = block.includes('/llmux/live');
-      const run = runShell(script, { LLMUX_ADMIN_KEY: ADMIN_KEY }, live ? 1 : 10);
-      const curls = curlCommands(block).length;
-      // A live feed ends only when stopped: here by --max-time, which curl reports as error 28.
-      const stopped = live ? /^curl: \(28\) .*\n/m : /^$/;
-      const stderr = run.stderr.replace(/^HTTP 2\d\d\n/gm, '').replace(stopped, '');
-      expect({ block, code: run.code, stderr }).toEqual({ block, code: live ? 28 : 0, stderr: '' });
-      expect(run.statuses).toHaveLength(curls);
-      expect(run.statuses.every((status) => /^2\d\d$/.test(status))).toBe(true);
-    }
-  });
+  it(
+    'runs each shell block that talks to the example gateway as written (PORT aside)',
+    async () => {
+      const { port } = await startGateway({ LLMUX_ADMIN_KEY: ADMIN_KEY });
+      const readme = readFileSync(join(root, 'README.md'), 'utf8');
+      const blocks = [...readme.matchAll(/^```(?:sh|bash)\n([\s\S]*?)^```$/gm)]
+        .map((match) => match[1]!)
+        .filter((block) => /^\s*curl\s/m.test(block));
+      expect(blocks.length).toBeGreaterThanOrEqual(2);
+      expect(readme).not.toMatch(/^\s*\/\/.*\bcurl\s/m);
+      for (const block of blocks) {
+        expect(block).toContain('localhost:8080');
+        // A user who started the gateway with PORT=<port> reads 8080 as that port.
+        const script = block.replaceAll('localhost:8080', `127.0.0.1:${port}`);
+        const live = block.includes('/llmux/live');
+        const run = await runShell(script, { LLMUX_ADMIN_KEY: ADMIN_KEY }, live ? LIVE_SECONDS : 10);
+        const curls = curlCommands(block).length;
+        // A live feed ends only when stopped: here by --max-time, which curl reports as error 28.
+        const stopped = live ? /^curl: \(28\) .*\n/m : /^$/;
+        const stderr = run.stderr.replace(/^HTTP 2\d\d\n/gm, '').replace(stopped, '');
+        expect({ block, code: run.code, stderr }).toEqual({ block, code: live ? 28 : 0, stderr: '' });
+        expect(run.statuses).toHaveLength(curls);
+        expect(run.statuses.every((status) => /^2\d\d$/.test(status))).toBe(true);
+      }
+    },
+    CURL_TEST_MS,
+  );
 });
