@@ -1,7 +1,8 @@
-// distributedGate against a real Redis on 127.0.0.1:6379 and real Express apps (5 and 4) over real
-// sockets: two apps stand for two instances sharing one gate; leases of a killed instance come
-// back; refusals keep the local gate's shapes; an unreachable Redis fails closed or open.
-import { afterAll, describe, expect, it } from '@jest/globals';
+// distributedGate against a real Redis (REDIS_URL, default 127.0.0.1:6379) and real Express apps
+// (5 and 4) over real sockets: two apps stand for two instances sharing one gate; leases of a killed
+// instance come back; refusals keep the local gate's shapes; an unreachable Redis fails closed or
+// open.
+import { afterAll, expect, it } from '@jest/globals';
 import http from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -14,15 +15,20 @@ import {
   type DistributedGateOptions,
 } from '../lib/middleware/distributed-gate.js';
 import { expressVersions } from './support/express-versions.js';
+import { requireRedis } from './support/redis.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
+// First, before any client: one clear failure when Redis is down, or visibly skipped suites
+// under LLMUX_SKIP_REDIS=1 (see support/redis.ts).
+const redis = await requireRedis();
+const { describe } = redis;
+const REDIS_URL = redis.url;
 const DOWN_URL = 'redis://127.0.0.1:1';
 /** Every key this file writes is under this prefix; afterAll deletes them. */
 const RUN_PREFIX = `llmux-test:gate:${process.pid}:${Date.now()}:`;
 
-const admin = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+const admin = redis.client({ maxRetriesPerRequest: 1 });
 const hostClients: Redis[] = [];
 const gates: DistributedGate[] = [];
 let names = 0;
@@ -373,7 +379,7 @@ describe('distributedGate when Redis cannot be reached', () => {
         client.destroy();
         return;
       }
-      const upstream = createConnection(6379, '127.0.0.1');
+      const upstream = createConnection(redis.port, redis.host);
       for (const socket of [client, upstream]) {
         sockets.add(socket);
         socket.on('error', () => {});

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import express from 'express';
 import { Redis } from 'ioredis';
 import net from 'node:net';
@@ -6,6 +6,12 @@ import request from 'supertest';
 import { bodyLimit, hashApiKey, keyAuth, Pricing, streamRelay, type StreamRelay } from '../lib/index.js';
 import { RedisKeyStore } from '../lib/redis.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
+import { requireRedis } from './support/redis.js';
+
+// First, before any client: one clear failure when Redis is down, or visibly skipped suites
+// under LLMUX_SKIP_REDIS=1 (see support/redis.ts).
+const redis = await requireRedis();
+const { describe } = redis;
 
 const SECRET = 'sk-llmux-multi-instance-0001';
 const PREFIX = `llmux-test:multi:${process.pid}:${Date.now()}:`;
@@ -21,7 +27,7 @@ class CuttableProxy {
 
   async start(): Promise<void> {
     this.server = net.createServer((client) => {
-      const upstream = net.connect(6379, '127.0.0.1');
+      const upstream = net.connect(redis.port, redis.host);
       for (const socket of [client, upstream]) {
         this.sockets.add(socket);
         socket.on('close', () => this.sockets.delete(socket));
@@ -47,7 +53,7 @@ describe('two app instances sharing one Redis', () => {
 
   beforeAll(async () => {
     mock = await createMockUpstream({ maxRecorded: 0 });
-    admin = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true });
+    admin = new Redis(redis.url, { lazyConnect: true });
     await admin.connect();
   });
   afterAll(async () => {
@@ -68,7 +74,7 @@ describe('two app instances sharing one Redis', () => {
     options: { port?: number; onStoreError?: 'fail-closed' | 'fail-open'; clock?: () => number } = {},
   ) {
     const store = new RedisKeyStore({
-      url: `redis://127.0.0.1:${options.port ?? 6379}`,
+      url: options.port === undefined ? redis.url : `redis://127.0.0.1:${options.port}`,
       prefix,
       onStoreError: options.onStoreError,
       commandTimeoutMs: 300,

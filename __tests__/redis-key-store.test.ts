@@ -1,7 +1,8 @@
-// RedisKeyStore against a real Redis on 127.0.0.1:6379: the shared KeyStore behaviour suite, then
-// what only a shared store has: instances sharing limits, script reloading, an unreachable or
-// silent Redis (fail-closed and fail-open), reservation expiry, and idempotent seeding of hashes.
-import { afterAll, describe, expect, it } from '@jest/globals';
+// RedisKeyStore against a real Redis (REDIS_URL, default 127.0.0.1:6379): the shared KeyStore
+// behaviour suite, then what only a shared store has: instances sharing limits, script reloading,
+// an unreachable or silent Redis (fail-closed and fail-open), reservation expiry, and idempotent
+// seeding of hashes.
+import { afterAll, expect, it } from '@jest/globals';
 import { createServer, type Server, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
@@ -11,13 +12,18 @@ import { RedisKeyStore, type RedisKeyStoreOptions } from '../lib/keys/redis-stor
 import type { Admission, KeyStore } from '../lib/keys/types.js';
 import { fuzzRuns } from './support/fuzz.js';
 import { describeKeyStore } from './support/key-store-suite.js';
+import { requireRedis } from './support/redis.js';
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
+// First, before any client: one clear failure when Redis is down, or visibly skipped suites
+// under LLMUX_SKIP_REDIS=1 (see support/redis.ts).
+const redis = await requireRedis();
+const { describe } = redis;
+const REDIS_URL = redis.url;
 /** Every key this file writes is under this prefix; afterAll deletes them. */
 const RUN_PREFIX = `llmux-test:${process.pid}:${Date.now()}:`;
 const T0 = Date.parse('2026-06-15T12:00:00Z');
 
-const shared = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+const shared = redis.client({ enableOfflineQueue: false, maxRetriesPerRequest: 1 });
 let prefixes = 0;
 /** A prefix no other store of this run uses: a fresh, empty store. */
 const freshPrefix = (): string => `${RUN_PREFIX}${++prefixes}:`;
@@ -45,7 +51,7 @@ afterAll(async () => {
   await Promise.all(clients.map((client) => client.quit()));
 });
 
-describeKeyStore('RedisKeyStore', (options) => open(options));
+if (!redis.skipped) describeKeyStore('RedisKeyStore', (options) => open(options));
 
 /** Every key name and stored value under `prefix`, as text. */
 async function dump(prefix: string): Promise<string> {

@@ -1,9 +1,8 @@
-// sharePoolState against a real Redis on 127.0.0.1:6379: two pools sharing one Redis act as two
-// instances; cooldowns, disables, enables and daily caps cross between them, a later instance
-// loads the state, and an unreachable Redis leaves the pool serving on local state.
-import { afterAll, describe, expect, it } from '@jest/globals';
+// sharePoolState against a real Redis (REDIS_URL, default 127.0.0.1:6379): two pools sharing one
+// Redis act as two instances; cooldowns, disables, enables and daily caps cross between them, a
+// later instance loads the state, and an unreachable Redis leaves the pool serving on local state.
+import { afterAll, expect, it } from '@jest/globals';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { Redis } from 'ioredis';
 import { RequestContext } from '../lib/context.js';
 import { LlmuxError } from '../lib/index.js';
 import { isStoreUnavailableError } from '../lib/errors/store.js';
@@ -17,8 +16,13 @@ import {
 } from '../lib/upstream/redis-pool-state.js';
 import type { AttemptOutcome } from '../lib/upstream/source.js';
 import { realProcess } from './support/real-process.js';
+import { requireRedis } from './support/redis.js';
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
+// First, before any client: one clear failure when Redis is down, or visibly skipped suites
+// under LLMUX_SKIP_REDIS=1 (see support/redis.ts).
+const redis = await requireRedis();
+const { describe } = redis;
+const REDIS_URL = redis.url;
 /** Every key this file writes is under this prefix; afterAll deletes them. */
 const RUN_PREFIX = `llmux-test:pool-state:${process.pid}:${Date.now()}:`;
 const ctx = new RequestContext('pool-state-test');
@@ -27,7 +31,7 @@ const RATE_LIMITED: AttemptOutcome = { ok: false, category: 'rate_limit', status
 /** Bound of every wait for pub/sub delivery or a reconnection. */
 const WAIT_MS = 5_000;
 
-const shared = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+const shared = redis.client({ enableOfflineQueue: false, maxRetriesPerRequest: 1 });
 let prefixes = 0;
 /** A prefix no other test of this run uses: a fresh, empty shared state. */
 const freshPrefix = (): string => `${RUN_PREFIX}${++prefixes}:`;
@@ -266,7 +270,7 @@ describe('sharePoolState without Redis', () => {
         client.destroy();
         return;
       }
-      const upstream = connect(6379, '127.0.0.1');
+      const upstream = connect(redis.port, redis.host);
       for (const socket of [client, upstream]) {
         sockets.add(socket);
         socket.on('error', () => {});

@@ -22,6 +22,7 @@ import {
   type Closable,
   type KeyStore,
 } from '../lib/index.js';
+import type { RedisKeyStore } from '../lib/redis.js';
 import { createMockUpstream } from '../lib/testing/index.js';
 
 /** What the example reads from its environment. */
@@ -52,6 +53,14 @@ export interface Gateway {
   upstreamLabel: string;
 }
 
+/**
+ * A start-up failure the user can fix (a port in use, a Redis that does not answer): the example
+ * prints its message as one line, without a stack.
+ */
+export class GatewayStartError extends Error {
+  override readonly name = 'GatewayStartError';
+}
+
 /** Reads {@link GatewayConfig} from environment variables. */
 export function configFromEnv(env: NodeJS.ProcessEnv): GatewayConfig {
   return {
@@ -69,6 +78,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): GatewayConfig {
 
 /** Builds the example gateway. */
 export async function buildGateway(config: GatewayConfig): Promise<Gateway> {
+  // First, so a Redis that does not answer stops the start before anything else is opened.
+  const store = await keyStore(config);
   const closables: Closable[] = [];
   let url: string;
   let keys: (string | undefined)[];
@@ -89,7 +100,6 @@ export async function buildGateway(config: GatewayConfig): Promise<Gateway> {
     strategy: 'least-connections',
   });
 
-  const store = await keyStore(config);
   if ((await store.getKey('demo')) === undefined) {
     await store.createKey({
       id: 'demo',
@@ -140,11 +150,50 @@ export async function buildGateway(config: GatewayConfig): Promise<Gateway> {
   };
 }
 
-/** Redis when `REDIS_URL` is set (loaded only then), the memory store otherwise. */
+/** How long a start waits for the Redis named by `REDIS_URL` to answer a PING. */
+const REDIS_START_WAIT_MS = 3_000;
+
+/**
+ * Redis when `REDIS_URL` is set (loaded only then), the memory store otherwise. A Redis that does
+ * not answer within {@link REDIS_START_WAIT_MS} is a {@link GatewayStartError}: a gateway that
+ * started anyway would refuse every request with 503 `store_unavailable`.
+ */
 async function keyStore(config: GatewayConfig): Promise<KeyStore> {
   if (!config.redisUrl) return new MemoryKeyStore();
-  const { RedisKeyStore } = await import('../lib/redis.js');
-  return new RedisKeyStore({ url: config.redisUrl, prefix: 'llmux-example:' });
+  const redis = await import('../lib/redis.js');
+  let store: RedisKeyStore;
+  try {
+    store = new redis.RedisKeyStore({ url: config.redisUrl, prefix: 'llmux-example:' });
+  } catch (err) {
+    throw new GatewayStartError(`REDIS_URL: ${(err as Error).message}`);
+  }
+  const deadline = performance.now() + REDIS_START_WAIT_MS;
+  for (;;) {
+    try {
+      await store.ping();
+      return store;
+    } catch (err) {
+      if (performance.now() >= deadline) {
+        await store.close();
+        throw new GatewayStartError(
+          `REDIS_URL is set but Redis at ${withoutPassword(config.redisUrl)} does not answer ` +
+            `(${(err as Error).message}): start it, or unset REDIS_URL to keep keys in memory`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+/** `redis://:secret@host:6379` → `redis://:***@host:6379`, for messages. */
+function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.href;
+  } catch {
+    return '(an unparsable URL)';
+  }
 }
 
 /** Guards the dashboard with the admin key (constant-time compare of SHA-256 digests). */

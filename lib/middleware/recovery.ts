@@ -1,6 +1,7 @@
 // Turns any error a handler throws or rejects with into a normalized answer, logs it once with
 // its stack and request id (never a credential), and keeps the process alive.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Request, Response } from 'express';
 import { ensureContext } from '../context.js';
 import { isLlmuxError, sendError, sseErrorFrame, toLlmuxError } from '../errors/llmux-error.js';
 import { stderrLogger, type Logger } from '../log.js';
@@ -88,12 +89,14 @@ function describeFailure(err: unknown, req: IncomingMessage, requestId: string, 
 
 /**
  * Wraps a handler so a thrown error or a rejected promise goes to `next(err)`, and so to
- * {@link recovery}. Needed on Express 4 for async handlers; harmless on Express 5.
+ * {@link recovery}. Needed on Express 4 for async handlers; harmless on Express 5. The handler's
+ * `req` and `res` are Express's `Request` and `Response` unless its parameters say otherwise
+ * (annotate them, e.g. `(req: IncomingMessage, res: ServerResponse)`, outside Express).
  *
  * @example
  * app.get('/v1/usage', asyncHandler(async (req, res) => res.json(await loadUsage())));
  */
-export function asyncHandler<Req extends IncomingMessage, Res extends ServerResponse>(
+export function asyncHandler<Req extends IncomingMessage = Request, Res extends ServerResponse = Response>(
   handler: (req: Req, res: Res, next: Next) => unknown,
 ) {
   return function llmuxAsyncHandler(req: Req, res: Res, next: Next): void {
