@@ -591,6 +591,11 @@ describe.each(expressVersions)('managementRouter on %s', (_label, express) => {
       requests: 1,
       promptTokens: 10,
       completionTokens: 20,
+      cachedTokens: 0,
+      cacheWriteTokens: 0,
+      reasoningTokens: 0,
+      audioPromptTokens: 0,
+      audioCompletionTokens: 0,
     });
 
     it.each([

@@ -60,6 +60,16 @@ function byGroup(rows: SpendRow[]): SpendRow[] {
  * @example
  * describeKeyStore('MemoryKeyStore', (options) => new MemoryKeyStore(options));
  */
+
+/** The token classes of a spend row whose settlements reported none. */
+const NO_TOKEN_CLASSES = {
+  cachedTokens: 0,
+  cacheWriteTokens: 0,
+  reasoningTokens: 0,
+  audioPromptTokens: 0,
+  audioCompletionTokens: 0,
+};
+
 export function describeKeyStore(
   name: string,
   makeStore: MakeKeyStore,
@@ -676,7 +686,14 @@ export function describeKeyStore(
         expect(await admit(store, key.id, T0)).toMatchObject({ ok: false, reason: 'parallel' });
         const rows = await store.spend({ groupBy: 'key' });
         expect(rows).toEqual([
-          { group: key.id, spendUsd: 1, requests: 1, promptTokens: 0, completionTokens: 0 },
+          {
+            group: key.id,
+            spendUsd: 1,
+            requests: 1,
+            promptTokens: 0,
+            completionTokens: 0,
+            ...NO_TOKEN_CLASSES,
+          },
         ]);
       });
 
@@ -765,7 +782,106 @@ export function describeKeyStore(
       });
     });
 
+    describe('model allow-lists, checked in the same atomic step as the limits', () => {
+      it("refuses a model outside the key's, the team's or the user's list, naming whose, and reserves nothing", async () => {
+        const store = await open();
+        const team = await store.createTeam({ name: 't', models: ['gpt-4o*', 'o3'] });
+        const user = await store.createUser({ name: 'u', teamId: team.id, models: ['gpt-4o-mini', 'o3'] });
+        const key = await keyIn(store, {
+          teamId: team.id,
+          userId: user.id,
+          models: ['*mini', 'o3'],
+          maxParallel: 1,
+        });
+        expect(await admit(store, key.id, T0, { model: 'gpt-4.1-mini' })).toMatchObject({
+          ok: false,
+          reason: 'model',
+          subject: 'team',
+          retryAfterMs: undefined,
+        });
+        expect(await admit(store, key.id, T0, { model: 'gpt-4o' })).toMatchObject({
+          ok: false,
+          reason: 'model',
+          subject: 'key',
+        });
+        const other = await keyIn(store, { teamId: team.id, userId: user.id });
+        expect(await admit(store, other.id, T0, { model: 'gpt-4o-2024-08-06' })).toMatchObject({
+          ok: false,
+          reason: 'model',
+          subject: 'user',
+        });
+        expect(await admit(store, key.id, T0, { model: undefined })).toMatchObject({
+          ok: false,
+          reason: 'model',
+        });
+        // Nothing was reserved by the refusals: the one parallel slot is still free.
+        admitted(await admit(store, key.id, T0, { model: 'gpt-4o-mini' }));
+        expect(await admit(store, key.id, T0, { model: 'o3' })).toMatchObject({
+          ok: false,
+          reason: 'parallel',
+        });
+      });
+
+      it('matches * as any run and every other character literally', async () => {
+        const store = await open();
+        const key = await keyIn(store, { models: ['gpt-4.o*', 'a*b*c', 'exact'] });
+        const allowed = async (model: string) => (await admit(store, key.id, T0, { model })).ok;
+        expect(await allowed('gpt-4.o-mini')).toBe(true);
+        expect(await allowed('gpt-4xo')).toBe(false);
+        expect(await allowed('abc')).toBe(true);
+        expect(await allowed('a--b--c')).toBe(true);
+        expect(await allowed('acb')).toBe(false);
+        expect(await allowed('exact')).toBe(true);
+        expect(await allowed('exact-not')).toBe(false);
+        expect(await allowed('gpt-4.o%')).toBe(true);
+      });
+
+      it('sees a PATCH of models at the next admission', async () => {
+        const store = await open();
+        const key = await keyIn(store, { models: ['gpt-4o'] });
+        expect((await admit(store, key.id, T0, { model: 'o3' })).ok).toBe(false);
+        await store.updateKey(key.id, { models: ['o3'] });
+        expect((await admit(store, key.id, T0, { model: 'o3' })).ok).toBe(true);
+        await store.updateKey(key.id, { models: null });
+        expect((await admit(store, key.id, T0, { model: 'anything' })).ok).toBe(true);
+      });
+    });
+
     describe('spend reports', () => {
+      it('sums every token class a settlement reports, per group', async () => {
+        const store = await open();
+        const key = await keyIn(store, { id: 'classes' });
+        const classes = {
+          cachedTokens: 900,
+          cacheWriteTokens: 50,
+          reasoningTokens: 30,
+          audioPromptTokens: 7,
+          audioCompletionTokens: 3,
+        };
+        const run = async (settlement: Partial<Settlement>) =>
+          settle(store, admitted(await admit(store, key.id, T0)), T0, settlement);
+        await run({ costUsd: 0.5, promptTokens: 1000, completionTokens: 100, ...classes });
+        await run({ costUsd: 0.25, promptTokens: 10, completionTokens: 10, cachedTokens: 5 });
+        expect(await store.spend({ groupBy: 'key' })).toEqual([
+          {
+            group: 'classes',
+            spendUsd: 0.75,
+            requests: 2,
+            promptTokens: 1010,
+            completionTokens: 110,
+            cachedTokens: 905,
+            cacheWriteTokens: 50,
+            reasoningTokens: 30,
+            audioPromptTokens: 7,
+            audioCompletionTokens: 3,
+          },
+        ]);
+        await expect(run({ costUsd: 0, cachedTokens: -1 })).rejects.toMatchObject({
+          code: 'invalid_field',
+          field: 'cachedTokens',
+        });
+      });
+
       it('groups settled spend by key, team, user and model, between two UTC days inclusive', async () => {
         const store = await open();
         const team = await store.createTeam({ id: 'team-1', name: 't' });
@@ -794,6 +910,7 @@ export function describeKeyStore(
           requests,
           promptTokens,
           completionTokens,
+          ...NO_TOKEN_CLASSES,
         });
         expect(byGroup(await store.spend({ groupBy: 'key' }))).toEqual([
           row('key-1', 1, 2, 10, 20),

@@ -730,5 +730,10 @@ function spendRowView(row: SpendRow): SpendRow {
     requests: row.requests,
     promptTokens: row.promptTokens,
     completionTokens: row.completionTokens,
+    cachedTokens: row.cachedTokens,
+    cacheWriteTokens: row.cacheWriteTokens,
+    reasoningTokens: row.reasoningTokens,
+    audioPromptTokens: row.audioPromptTokens,
+    audioCompletionTokens: row.audioCompletionTokens,
   };
 }

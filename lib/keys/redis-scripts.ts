@@ -161,22 +161,68 @@ end
 `;
 
 /**
- * Admits one request: checks every limit of the key, its team and its user and, when all pass,
- * reserves the estimate and takes a parallel slot (a hold that expires at `nowMs + holdMs`).
+ * Star-only globs of model allow-lists, as glob.ts matches them: the literal runs between stars
+ * are found leftmost-first with plain finds, so no Lua pattern is built and no character is special.
+ */
+const MODEL_ALLOWED = `
+local function globMatches(pattern, text)
+  local firstStar = string.find(pattern, '*', 1, true)
+  if not firstStar then return pattern == text end
+  local lastStar = firstStar
+  while true do
+    local s = string.find(pattern, '*', lastStar + 1, true)
+    if not s then break end
+    lastStar = s
+  end
+  local head, tail = string.sub(pattern, 1, firstStar - 1), string.sub(pattern, lastStar + 1)
+  if #head + #tail > #text then return false end
+  if string.sub(text, 1, #head) ~= head then return false end
+  if #tail > 0 and string.sub(text, #text - #tail + 1) ~= tail then return false end
+  local textAt, limit, patternAt = #head + 1, #text - #tail, firstStar + 1
+  while patternAt < lastStar do
+    local nextStar = string.find(pattern, '*', patternAt, true)
+    local literal = string.sub(pattern, patternAt, nextStar - 1)
+    if #literal > 0 then
+      local found = string.find(text, literal, textAt, true)
+      if not found or found + #literal - 1 > limit then return false end
+      textAt = found + #literal
+    end
+    patternAt = nextStar + 1
+  end
+  return true
+end
+local function modelAllowed(model, modelsJson)
+  if not modelsJson then return true end
+  local patterns = cjson.decode(modelsJson)
+  if #patterns == 0 then return true end
+  if not model then return false end
+  for _, pattern in ipairs(patterns) do
+    if globMatches(pattern, model) then return true end
+  end
+  return false
+end
+`;
+
+/**
+ * Admits one request: checks the model against the allow-lists and every limit of the key, its
+ * team and its user and, when all pass, reserves the estimate and takes a parallel slot (a hold
+ * that expires at `nowMs + holdMs`).
  * ARGV: prefix, keyId, cost, tokens, now, day, msToMidnight, reservationId, hasModel, model,
  * holdMs, recordTtlMs, toleranceUsd, budgetEpsilonUsd, parallelRetryAfterMs.
  * Returns `{'not_found'}`, `{'ok', limit, remaining, reset}` or `{'refused', reason, subject,
  * retryAfter, limit, remaining, reset}`; `''` for an absent number.
  */
-export const ADMIT_SCRIPT = `${HELPERS}${ACCOUNTING}
+export const ADMIT_SCRIPT = `${HELPERS}${ACCOUNTING}${MODEL_ALLOWED}
 local keyId = ARGV[2]
 local cost, tokens, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local day, toMidnight, resId = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local holdMs, recordTtlMs, tolerance = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local budgetEpsilon, parallelRetry = tonumber(ARGV[14]), tonumber(ARGV[15])
 local k = redis.call('HMGET', rk('key', nil, keyId), 'id', 'teamId', 'userId', 'budgetUsd', 'rpm', 'tpm',
-  'maxParallel', 'dailyRequests', 'dailyTokens')
+  'maxParallel', 'dailyRequests', 'dailyTokens', 'models')
 if not k[1] then return { 'not_found' } end
+local model = nil
+if ARGV[9] == '1' then model = ARGV[10] end
 
 local function subject(kind, id, budget, rpm, tpm)
   local a = redis.call('HMGET', rk(kind, 'acct', id), 'spend', 'reserved', 'rpmTat', 'tpmTat')
@@ -186,15 +232,22 @@ local function subject(kind, id, budget, rpm, tpm)
     tpmTat = tonumber(a[4]) or 0 }
 end
 local subjects = { subject('key', keyId, k[4], k[5], k[6]), false, false }
+local allowLists = { k[10], false, false }
 if k[2] then
-  local t = redis.call('HMGET', rk('team', nil, k[2]), 'id', 'budgetUsd', 'rpm', 'tpm')
-  if t[1] then subjects[2] = subject('team', k[2], t[2], t[3], t[4]) end
+  local t = redis.call('HMGET', rk('team', nil, k[2]), 'id', 'budgetUsd', 'rpm', 'tpm', 'models')
+  if t[1] then subjects[2], allowLists[2] = subject('team', k[2], t[2], t[3], t[4]), t[5] end
 end
 if k[3] then
-  local u = redis.call('HMGET', rk('user', nil, k[3]), 'id', 'budgetUsd', 'rpm', 'tpm')
-  if u[1] then subjects[3] = subject('user', k[3], u[2], u[3], u[4]) end
+  local u = redis.call('HMGET', rk('user', nil, k[3]), 'id', 'budgetUsd', 'rpm', 'tpm', 'models')
+  if u[1] then subjects[3], allowLists[3] = subject('user', k[3], u[2], u[3], u[4]), u[5] end
 end
 local key = subjects[1]
+-- The allow-lists first, read in this same step, so a PATCH of models is never half-seen.
+for i = 1, 3 do
+  if subjects[i] and not modelAllowed(model, allowLists[i] or nil) then
+    return { 'refused', 'model', subjects[i].kind, '', '', '', '' }
+  end
+end
 
 -- Holds whose time is up (their instance crashed or lost them) stop holding budget and slots.
 for i = 1, 3 do
@@ -323,7 +376,7 @@ local resKey = P .. 'res:' .. resId
 redis.call('HSET', resKey, 'keyId', keyId, 'cost', fmt(cost), 'tokens', fmt(tokens), 'day', fmt(day), 'at', fmt(now))
 if subjects[2] then redis.call('HSET', resKey, 'teamId', subjects[2].id) end
 if subjects[3] then redis.call('HSET', resKey, 'userId', subjects[3].id) end
-if ARGV[9] == '1' then redis.call('HSET', resKey, 'model', ARGV[10]) end
+if model then redis.call('HSET', resKey, 'model', model) end
 redis.call('PEXPIRE', resKey, recordTtlMs)
 
 local state = tightest()
@@ -335,7 +388,10 @@ return { 'ok', '', '', '' }
  * Replaces a reservation by the real cost, once. ARGV: prefix, reservationId, useReserved
  * (`1`: charge the reserved estimate, for a settlement that failed validation), cost,
  * promptTokens, completionTokens, now, hasModel, model, retentionDays, maxModelsPerRecord,
- * otherModels, msPerDay. Returns 1 when it settled, 0 for an unknown or settled reservation.
+ * otherModels, msPerDay, then the token classes (cached, cache write, reasoning, audio prompt,
+ * audio completion). Returns 1 when it settled, 0 for an unknown or settled reservation. A
+ * spend bucket's value is its sums, space-separated: spend, requests, prompt, completion, then
+ * the classes (a bucket written before the classes existed reads them as 0).
  */
 export const SETTLE_SCRIPT = `${HELPERS}${ACCOUNTING}
 local resId = ARGV[2]
@@ -345,12 +401,14 @@ if not r[1] then return 0 end
 redis.call('DEL', resKey)
 local reservedCost, reservedTokens, reservedDay = tonumber(r[5]), tonumber(r[6]), tonumber(r[7])
 local cost, prompt, completion, now, model
+local classes = { 0, 0, 0, 0, 0 }
 if ARGV[3] == '1' then
   cost, prompt, completion, now = reservedCost, reservedTokens, 0, tonumber(r[8])
   if r[4] then model = r[4] end
 else
   cost, prompt, completion, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   if ARGV[8] == '1' then model = ARGV[9] end
+  for i = 1, 5 do classes[i] = tonumber(ARGV[13 + i]) end
 end
 local retentionDays, maxModels, otherModels = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12]
 local msPerDay = tonumber(ARGV[13])
@@ -409,15 +467,19 @@ if bucketDay > latest - retentionDays then
   local bucket = P .. 'spend.day:' .. fmt(bucketDay)
   redis.call('ZADD', daysKey, fmt(bucketDay), fmt(bucketDay))
   local identity = cjson.encode({ r[1], r[2] or cjson.null, r[3] or cjson.null, slot or cjson.null })
-  local spend, requests, promptSum, completionSum = 0, 0, 0, 0
+  local sums = { 0, 0, 0, 0, 0, 0, 0, 0, 0 }
   local old = redis.call('HGET', bucket, identity)
   if old then
-    local v = {}
-    for part in string.gmatch(old, '%S+') do v[#v + 1] = tonumber(part) end
-    spend, requests, promptSum, completionSum = v[1], v[2], v[3], v[4]
+    local i = 0
+    for part in string.gmatch(old, '%S+') do
+      i = i + 1
+      sums[i] = tonumber(part)
+    end
   end
-  redis.call('HSET', bucket, identity, fmt(spend + cost) .. ' ' .. fmt(requests + 1) .. ' ' ..
-    fmt(promptSum + prompt) .. ' ' .. fmt(completionSum + completion))
+  local added = { cost, 1, prompt, completion, classes[1], classes[2], classes[3], classes[4], classes[5] }
+  local parts = {}
+  for i = 1, 9 do parts[i] = fmt(sums[i] + added[i]) end
+  redis.call('HSET', bucket, identity, table.concat(parts, ' '))
   redis.call('PEXPIRE', bucket, fmt((bucketDay + retentionDays - latest) * msPerDay))
 end
 return 1

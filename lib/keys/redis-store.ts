@@ -31,46 +31,35 @@ import {
 import { resolveSeed, withEntry, type KeyStoreSeed, type ResolvedSeed } from './seed.js';
 import type {
   Admission,
-  AdmissionRequest,
   ApiKey,
   AuthFailureState,
-  KeyPatch,
   KeyStore,
-  NewApiKey,
-  NewTeam,
-  NewUser,
   RateLimitState,
   RefusalReason,
-  Settlement,
-  SpendQuery,
-  SpendRow,
   Team,
-  TeamPatch,
   User,
-  UserPatch,
 } from './types.js';
 import { MS_PER_UTC_DAY, msUntilNextUtcMidnight, utcDayNumber } from './utc.js';
 import {
   BUDGET_EPSILON_USD,
-  KEY_CREATE_FIELDS,
-  KEY_PATCH_FIELDS,
   MAX_MODELS_PER_RECORD,
   OTHER_MODELS,
   PARALLEL_RETRY_AFTER_MS,
-  TEAM_CREATE_FIELDS,
-  TEAM_PATCH_FIELDS,
-  USER_CREATE_FIELDS,
-  USER_PATCH_FIELDS,
-  checkAddress,
-  checkAmount,
-  checkInstant,
   inUse,
-  readFields,
-  required,
   resolveAccountingOptions,
   type AccountingOptions,
-  type Fields,
 } from './validate.js';
+import {
+  checkNewRecord,
+  emptyCounts,
+  KeyStoreFront,
+  SPEND_COUNTS,
+  unknownKey,
+  type CheckedAdmission,
+  type CheckedSettlement,
+  type RecordKind,
+  type SpendBucket,
+} from './store-front.js';
 
 /** Options of {@link RedisKeyStore}. Give `redis` or `url`, not both. */
 export interface RedisKeyStoreOptions extends AccountingOptions {
@@ -149,7 +138,6 @@ const OWNER = 'RedisKeyStore';
 const FAIL_OPEN_PREFIX = 'failopen_';
 /** Most records remembered for answering reads while failing open. */
 const MAX_REMEMBERED_RECORDS = 10_000;
-const HASH_PATTERN = /^[0-9a-f]{64}$/;
 /** Record fields stored as numbers, booleans and JSON (all others are strings). */
 const NUMBER_FIELDS: ReadonlySet<string> = new Set([
   'budgetUsd',
@@ -164,10 +152,9 @@ const NUMBER_FIELDS: ReadonlySet<string> = new Set([
 const JSON_FIELDS: ReadonlySet<string> = new Set(['models', 'metadata']);
 const NOT_BLOCKED: AuthFailureState = Object.freeze({ blocked: false, retryAfterMs: 0 });
 
-type Kind = 'key' | 'team' | 'user';
+type Kind = RecordKind;
 /** A record as READ_SCRIPT returns it: flat fields, spend, flat spend by model. */
 type RecordReply = [string[], string, string[]];
-type Refusal = Extract<Admission, { ok: false }>;
 
 /**
  * The {@link KeyStore} on Redis, for hosts that run several instances: every instance sees one
@@ -194,7 +181,7 @@ type Refusal = Extract<Admission, { ok: false }>;
  * app.use('/v1', bodyLimit(), keyAuth({ store }), streamRelay({ upstream }));
  * process.on('SIGTERM', () => void store.close());
  */
-export class RedisKeyStore implements KeyStore {
+export class RedisKeyStore extends KeyStoreFront implements KeyStore {
   private readonly client: Redis;
   private readonly ownsClient: boolean;
   /** The client's own `keyPrefix` and ours: scripts build their key names from it. */
@@ -225,9 +212,8 @@ export class RedisKeyStore implements KeyStore {
   };
 
   constructor(options: RedisKeyStoreOptions) {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`RedisKeyStore: options must be an object, got ${String(options)}`);
-    }
+    super();
+    new OptionReader(OWNER).options(options, true);
     const accounting = resolveAccountingOptions('RedisKeyStore', options);
     this.toleranceUsd = accounting.toleranceUsd;
     this.authMax = accounting.authMax;
@@ -273,34 +259,61 @@ export class RedisKeyStore implements KeyStore {
     await this.bounded(this.pingOnce());
   }
 
-  async createKey(input: NewApiKey): Promise<ApiKey> {
+  protected async insertKey(values: Record<string, unknown>): Promise<ApiKey> {
     await this.seeded();
-    return (await this.createKeyIn(input, 'create'))!;
+    return (await this.createKeyIn(values, 'create'))!;
   }
 
-  async getKey(id: string): Promise<ApiKey | undefined> {
-    if (typeof id !== 'string') return undefined;
-    return this.readOne('key', 'id', id, `key:${id}`) as Promise<ApiKey | undefined>;
+  protected async insertRecord(kind: 'team' | 'user', values: Record<string, unknown>): Promise<Team | User> {
+    await this.seeded();
+    return (await this.createRecordIn(kind, values, 'create'))!;
   }
 
-  async findKeyByHash(hash: string): Promise<ApiKey | undefined> {
-    if (typeof hash !== 'string') return undefined;
-    const lower = hash.toLowerCase();
-    // Stored hashes are 64 hex digits: anything else is unknown without asking Redis.
-    if (!HASH_PATTERN.test(lower)) return undefined;
-    return this.readOne('key', 'hash', lower, `hash:${lower}`) as Promise<ApiKey | undefined>;
+  protected readRecord(kind: RecordKind, id: string): Promise<ApiKey | Team | User | undefined> {
+    return this.readOne(kind, 'id', id, `${kind}:${id}`);
   }
 
-  async listKeys(): Promise<ApiKey[]> {
-    return this.readAll('key') as Promise<ApiKey[]>;
+  protected readKeyByHash(hash: string): Promise<ApiKey | undefined> {
+    return this.readOne('key', 'hash', hash, `hash:${hash}`) as Promise<ApiKey | undefined>;
   }
 
-  async updateKey(id: string, patch: KeyPatch): Promise<ApiKey | undefined> {
-    return this.update('key', id, patch, KEY_PATCH_FIELDS) as Promise<ApiKey | undefined>;
+  protected async readAll(kind: RecordKind): Promise<(ApiKey | Team | User)[]> {
+    await this.seeded();
+    const records = (await this.exec(SCRIPTS.read, [this.keyPrefix, kind, 'all'])) as RecordReply[];
+    return records.map(decodeRecord);
   }
 
-  async revokeKey(id: string): Promise<boolean> {
-    if (typeof id !== 'string') return false;
+  protected async patchRecord(
+    kind: RecordKind,
+    id: string,
+    values: Record<string, unknown>,
+  ): Promise<ApiKey | Team | User | undefined> {
+    await this.seeded();
+    const set: Record<string, unknown> = {};
+    const cleared: string[] = [];
+    for (const field of Object.keys(values)) {
+      if (values[field] === null) cleared.push(field);
+      else set[field] = values[field];
+    }
+    const teamId = values.teamId;
+    const teamMode = kind !== 'user' || teamId === undefined ? 'keep' : teamId === null ? 'clear' : 'set';
+    const pairs = encodeFields(set);
+    const reply = (await this.exec(SCRIPTS.update, [
+      this.keyPrefix,
+      kind,
+      id,
+      teamMode,
+      typeof teamId === 'string' ? teamId : '',
+      String(pairs.length / 2),
+      ...pairs,
+      ...cleared,
+    ])) as [string, ...unknown[]];
+    if (reply[0] === 'missing') return undefined;
+    if (reply[0] === 'error') throw refusalOf(reply[1] as string, reply[2] as string, kind);
+    return decodeRecord(reply[1] as RecordReply);
+  }
+
+  protected async revoke(id: string): Promise<boolean> {
     await this.seeded();
     const reply = (await this.exec(SCRIPTS.update, [
       this.keyPrefix,
@@ -315,74 +328,30 @@ export class RedisKeyStore implements KeyStore {
     return reply[0] === 'ok';
   }
 
-  async createTeam(input: NewTeam): Promise<Team> {
+  protected async removeRecord(kind: 'team' | 'user', id: string): Promise<boolean> {
     await this.seeded();
-    return (await this.createRecordIn('team', input, 'create')) as Team;
+    const reply = (await this.exec(SCRIPTS.remove, [this.keyPrefix, kind, id])) as [string, string?];
+    if (reply[0] === 'in_use') throw inUse(kind, reply[1]!);
+    return reply[0] === 'ok';
   }
 
-  async getTeam(id: string): Promise<Team | undefined> {
-    if (typeof id !== 'string') return undefined;
-    return this.readOne('team', 'id', id, `team:${id}`) as Promise<Team | undefined>;
-  }
-
-  async listTeams(): Promise<Team[]> {
-    return this.readAll('team') as Promise<Team[]>;
-  }
-
-  async updateTeam(id: string, patch: TeamPatch): Promise<Team | undefined> {
-    return this.update('team', id, patch, TEAM_PATCH_FIELDS) as Promise<Team | undefined>;
-  }
-
-  async deleteTeam(id: string): Promise<boolean> {
-    return this.remove('team', id);
-  }
-
-  async createUser(input: NewUser): Promise<User> {
-    await this.seeded();
-    return (await this.createRecordIn('user', input, 'create')) as User;
-  }
-
-  async getUser(id: string): Promise<User | undefined> {
-    if (typeof id !== 'string') return undefined;
-    return this.readOne('user', 'id', id, `user:${id}`) as Promise<User | undefined>;
-  }
-
-  async listUsers(): Promise<User[]> {
-    return this.readAll('user') as Promise<User[]>;
-  }
-
-  async updateUser(id: string, patch: UserPatch): Promise<User | undefined> {
-    return this.update('user', id, patch, USER_PATCH_FIELDS) as Promise<User | undefined>;
-  }
-
-  async deleteUser(id: string): Promise<boolean> {
-    return this.remove('user', id);
-  }
-
-  async admit(request: AdmissionRequest): Promise<Admission> {
-    if (typeof request !== 'object' || request === null) {
-      throw new KeyStoreError('invalid_field', undefined, 'admission request must be an object');
-    }
-    const cost = checkAmount(request.estimatedCostUsd, 'estimatedCostUsd');
-    const tokens = checkAmount(request.estimatedTokens, 'estimatedTokens');
-    const now = checkInstant(request.nowMs, 'nowMs');
-    if (typeof request.keyId !== 'string') throw notFoundKey();
-    const hasModel = typeof request.model === 'string';
+  protected async admitChecked(request: CheckedAdmission): Promise<Admission> {
+    const { keyId, model, costUsd, tokens, nowMs } = request;
     const reservationId = this.reservationPrefix + (++this.reservationCount).toString(36);
     let reply: string[];
     try {
       await this.seeded();
       reply = (await this.exec(SCRIPTS.admit, [
         this.keyPrefix,
-        request.keyId,
-        String(cost),
+        keyId,
+        String(costUsd),
         String(tokens),
-        String(now),
-        String(utcDayNumber(now)),
-        String(msUntilNextUtcMidnight(now)),
+        String(nowMs),
+        String(utcDayNumber(nowMs)),
+        String(msUntilNextUtcMidnight(nowMs)),
         reservationId,
-        hasModel ? '1' : '0',
-        hasModel ? (request.model as string) : '',
+        model === undefined ? '0' : '1',
+        model ?? '',
         String(this.holdMs),
         String(2 * this.holdMs),
         String(this.toleranceUsd),
@@ -399,106 +368,80 @@ export class RedisKeyStore implements KeyStore {
       }
       throw err;
     }
-    if (reply[0] === 'not_found') throw notFoundKey();
+    if (reply[0] === 'not_found') throw unknownKey();
     if (reply[0] === 'ok') return { ok: true, reservationId, rateLimit: rateLimitAt(reply, 1) };
-    const refusal: Refusal = {
+    return {
       ok: false,
       reason: reply[1] as RefusalReason,
-      subject: reply[2] as Kind,
+      subject: reply[2] as RecordKind,
       retryAfterMs: reply[3] === '' ? undefined : Number(reply[3]),
       rateLimit: rateLimitAt(reply, 4),
     };
-    return refusal;
   }
 
-  async settle(reservationId: string, settlement: Settlement): Promise<void> {
-    if (typeof reservationId !== 'string' || reservationId.startsWith(FAIL_OPEN_PREFIX)) return;
-    // Whatever the settlement holds, the reservation ends: a bad settlement is charged the
-    // reserved estimate (and reported), never left open to hold budget and slots.
-    let invalid: KeyStoreError | undefined;
-    let args: string[];
-    try {
-      if (typeof settlement !== 'object' || settlement === null) {
-        throw new KeyStoreError('invalid_field', undefined, 'settlement must be an object');
-      }
-      const costUsd = checkAmount(settlement.costUsd, 'costUsd');
-      const promptTokens = checkAmount(settlement.promptTokens, 'promptTokens');
-      const completionTokens = checkAmount(settlement.completionTokens, 'completionTokens');
-      const now = checkInstant(settlement.nowMs, 'nowMs');
-      if (settlement.model !== undefined && typeof settlement.model !== 'string') {
-        throw new KeyStoreError('invalid_field', 'model', 'model must be a string or undefined');
-      }
-      const hasModel = settlement.model !== undefined;
-      args = [
-        '0',
-        String(costUsd),
-        String(promptTokens),
-        String(completionTokens),
-        String(now),
-        hasModel ? '1' : '0',
-        hasModel ? settlement.model! : '',
-      ];
-    } catch (err) {
-      if (!(err instanceof KeyStoreError)) throw err;
-      invalid = err;
-      args = ['1', '0', '0', '0', '0', '0', ''];
-    }
+  protected async settleChecked(
+    reservationId: string,
+    settled: CheckedSettlement | undefined,
+  ): Promise<boolean> {
+    if (reservationId.startsWith(FAIL_OPEN_PREFIX)) return false;
+    const figures =
+      settled === undefined
+        ? ['1', '0', '0', '0', '0', '0', '']
+        : [
+            '0',
+            String(settled.costUsd),
+            String(settled.promptTokens),
+            String(settled.completionTokens),
+            String(settled.nowMs),
+            settled.model === undefined ? '0' : '1',
+            settled.model ?? '',
+          ];
+    const classes =
+      settled === undefined
+        ? ['0', '0', '0', '0', '0']
+        : [
+            String(settled.cachedTokens),
+            String(settled.cacheWriteTokens),
+            String(settled.reasoningTokens),
+            String(settled.audioPromptTokens),
+            String(settled.audioCompletionTokens),
+          ];
     await this.seeded();
-    const settled = await this.exec(SCRIPTS.settle, [
+    const done = await this.exec(SCRIPTS.settle, [
       this.keyPrefix,
       reservationId,
-      ...args,
+      ...figures,
       String(this.retentionDays),
       String(MAX_MODELS_PER_RECORD),
       OTHER_MODELS,
       String(MS_PER_UTC_DAY),
+      ...classes,
     ]);
-    if (settled === 1 && invalid !== undefined) throw invalid;
+    return done === 1;
   }
 
-  async spend(query: SpendQuery): Promise<SpendRow[]> {
-    if (typeof query !== 'object' || query === null) {
-      throw new KeyStoreError('invalid_field', undefined, 'spend query must be an object');
-    }
-    const groupBy = query.groupBy;
-    if (groupBy !== 'key' && groupBy !== 'team' && groupBy !== 'user' && groupBy !== 'model') {
-      throw new KeyStoreError('invalid_field', 'groupBy', 'groupBy must be key, team, user or model');
-    }
-    const from =
-      query.fromMs === undefined ? '-inf' : String(utcDayNumber(checkInstant(query.fromMs, 'fromMs')));
-    const to = query.toMs === undefined ? '+inf' : String(utcDayNumber(checkInstant(query.toMs, 'toMs')));
+  protected async spendBuckets(fromDay: number, toDay: number): Promise<SpendBucket[]> {
+    const from = fromDay === -Infinity ? '-inf' : String(fromDay);
+    const to = toDay === Infinity ? '+inf' : String(toDay);
     await this.seeded();
     const flat = (await this.exec(SCRIPTS.spend, [this.keyPrefix, from, to])) as string[];
-    const column = groupBy === 'key' ? 0 : groupBy === 'team' ? 1 : groupBy === 'user' ? 2 : 3;
-    const rows = new Map<string | null, SpendRow>();
+    const buckets: SpendBucket[] = [];
     for (let i = 0; i < flat.length; i += 2) {
-      const identity = JSON.parse(flat[i]!) as (string | null)[];
-      const [spendUsd, requests, promptTokens, completionTokens] = flat[i + 1]!.split(' ').map(Number);
-      const group = identity[column] ?? null;
-      let row = rows.get(group);
-      if (row === undefined) {
-        row = { group, spendUsd: 0, requests: 0, promptTokens: 0, completionTokens: 0 };
-        rows.set(group, row);
-      }
-      row.spendUsd += spendUsd!;
-      row.requests += requests!;
-      row.promptTokens += promptTokens!;
-      row.completionTokens += completionTokens!;
+      const [keyId, teamId, userId, model] = JSON.parse(flat[i]!) as [
+        string,
+        string | null,
+        string | null,
+        string | null,
+      ];
+      const sums = flat[i + 1]!.split(' ').map(Number);
+      const bucket: SpendBucket = { keyId, teamId, userId, model, ...emptyCounts() };
+      bucket.spendUsd = sums[0] ?? 0;
+      SPEND_COUNTS.forEach((count, at) => {
+        bucket[count] = sums[at + 1] ?? 0;
+      });
+      buckets.push(bucket);
     }
-    // Highest spend first; ties by group, `null` last, so the order is stable.
-    return [...rows.values()].sort(
-      (a, b) =>
-        b.spendUsd - a.spendUsd ||
-        (a.group === b.group ? 0 : a.group === null ? 1 : b.group === null ? -1 : a.group < b.group ? -1 : 1),
-    );
-  }
-
-  async authFailureState(address: string, nowMs: number): Promise<AuthFailureState> {
-    return this.authFailures(address, nowMs, 'read');
-  }
-
-  async recordAuthFailure(address: string, nowMs: number): Promise<AuthFailureState> {
-    return this.authFailures(address, nowMs, 'record');
+    return buckets;
   }
 
   /**
@@ -526,13 +469,11 @@ export class RedisKeyStore implements KeyStore {
     client.off('error', this.onClientError);
   }
 
-  private async authFailures(
+  protected async authFailures(
     address: string,
-    nowMs: number,
+    now: number,
     mode: 'read' | 'record',
   ): Promise<AuthFailureState> {
-    checkAddress(address);
-    const now = checkInstant(nowMs, 'nowMs');
     let reply: [string, string];
     try {
       await this.seeded();
@@ -573,12 +514,6 @@ export class RedisKeyStore implements KeyStore {
     return record;
   }
 
-  private async readAll(kind: Kind): Promise<(ApiKey | Team | User)[]> {
-    await this.seeded();
-    const records = (await this.exec(SCRIPTS.read, [this.keyPrefix, kind, 'all'])) as RecordReply[];
-    return records.map(decodeRecord);
-  }
-
   private remember(cacheKey: string, record: ApiKey | Team | User): void {
     const remembered = this.remembered;
     remembered.delete(cacheKey);
@@ -586,11 +521,11 @@ export class RedisKeyStore implements KeyStore {
     remembered.set(cacheKey, structuredClone(record));
   }
 
-  private async createKeyIn(input: NewApiKey, mode: 'create' | 'seed'): Promise<ApiKey | undefined> {
-    const values = readFields(input, KEY_CREATE_FIELDS, 'create');
-    required(values, 'name');
-    required(values, 'hash');
-    required(values, 'prefix');
+  /** Writes a checked key; in `seed` mode one that exists is left as it is (undefined). */
+  private async createKeyIn(
+    values: Record<string, unknown>,
+    mode: 'create' | 'seed',
+  ): Promise<ApiKey | undefined> {
     const given = values.id as string | undefined;
     for (;;) {
       const id = given ?? newId('key');
@@ -612,13 +547,12 @@ export class RedisKeyStore implements KeyStore {
     }
   }
 
+  /** Writes a checked team or user; in `seed` mode one that exists is left as it is (undefined). */
   private async createRecordIn(
     kind: 'team' | 'user',
-    input: NewTeam | NewUser,
+    values: Record<string, unknown>,
     mode: 'create' | 'seed',
   ): Promise<Team | User | undefined> {
-    const values = readFields(input, kind === 'team' ? TEAM_CREATE_FIELDS : USER_CREATE_FIELDS, 'create');
-    required(values, 'name');
     const given = values.id as string | undefined;
     for (;;) {
       const id = given ?? newId(kind);
@@ -635,55 +569,6 @@ export class RedisKeyStore implements KeyStore {
       if (reply[1] === 'duplicate_id' && given === undefined) continue;
       throw refusalOf(reply[1] as string, reply[2] as string, kind);
     }
-  }
-
-  private async update(
-    kind: Kind,
-    id: string,
-    patch: KeyPatch | TeamPatch | UserPatch,
-    fields: Fields,
-  ): Promise<ApiKey | Team | User | undefined> {
-    if (typeof id !== 'string') return undefined;
-    await this.seeded();
-    let values: Record<string, unknown>;
-    try {
-      values = readFields(patch, fields, 'patch');
-    } catch (err) {
-      // As in memory: a patch of a record that does not exist answers undefined, valid or not.
-      const exists = await this.exec(SCRIPTS.read, [this.keyPrefix, kind, 'id', id]);
-      if ((exists as unknown[]).length === 0) return undefined;
-      throw err;
-    }
-    const set: Record<string, unknown> = {};
-    const cleared: string[] = [];
-    for (const field of Object.keys(values)) {
-      if (values[field] === null) cleared.push(field);
-      else set[field] = values[field];
-    }
-    const teamId = values.teamId;
-    const teamMode = kind !== 'user' || teamId === undefined ? 'keep' : teamId === null ? 'clear' : 'set';
-    const pairs = encodeFields(set);
-    const reply = (await this.exec(SCRIPTS.update, [
-      this.keyPrefix,
-      kind,
-      id,
-      teamMode,
-      typeof teamId === 'string' ? teamId : '',
-      String(pairs.length / 2),
-      ...pairs,
-      ...cleared,
-    ])) as [string, ...unknown[]];
-    if (reply[0] === 'missing') return undefined;
-    if (reply[0] === 'error') throw refusalOf(reply[1] as string, reply[2] as string, kind);
-    return decodeRecord(reply[1] as RecordReply);
-  }
-
-  private async remove(kind: 'team' | 'user', id: string): Promise<boolean> {
-    if (typeof id !== 'string') return false;
-    await this.seeded();
-    const reply = (await this.exec(SCRIPTS.remove, [this.keyPrefix, kind, id])) as [string, string?];
-    if (reply[0] === 'in_use') throw inUse(kind, reply[1]!);
-    return reply[0] === 'ok';
   }
 
   /** The pending seed run, started if needed; undefined once the seed is written (or without one). */
@@ -703,13 +588,17 @@ export class RedisKeyStore implements KeyStore {
         }
       };
       for (const [index, team] of seed.teams.entries()) {
-        await inEntry(`teams[${index}]`, () => this.createRecordIn('team', team, 'seed'));
+        await inEntry(`teams[${index}]`, () =>
+          this.createRecordIn('team', checkNewRecord('team', team), 'seed'),
+        );
       }
       for (const [index, user] of seed.users.entries()) {
-        await inEntry(`users[${index}]`, () => this.createRecordIn('user', user, 'seed'));
+        await inEntry(`users[${index}]`, () =>
+          this.createRecordIn('user', checkNewRecord('user', user), 'seed'),
+        );
       }
       for (const [index, key] of seed.keys.entries()) {
-        await inEntry(`keys[${index}]`, () => this.createKeyIn(key, 'seed'));
+        await inEntry(`keys[${index}]`, () => this.createKeyIn(checkNewRecord('key', key), 'seed'));
       }
       this.seedPending = undefined;
     } catch (err) {
@@ -752,12 +641,11 @@ export class RedisKeyStore implements KeyStore {
  */
 function checkSeed(seed: KeyStoreSeed, pepper: string | undefined): ResolvedSeed {
   const resolved = resolveSeed(seed, { pepper });
-  const check = (list: object[], name: string, fields: Fields, needs: string[]): void => {
+  const check = (list: object[], name: string, kind: RecordKind): void => {
     list.forEach((input, index) => {
       try {
-        const values = readFields(input, fields, 'create');
-        for (const field of needs) required(values, field);
-        if (name !== 'keys' && values.id === undefined) {
+        const values = checkNewRecord(kind, input);
+        if (kind !== 'key' && values.id === undefined) {
           throw new KeyStoreError(
             'invalid_field',
             'id',
@@ -769,14 +657,10 @@ function checkSeed(seed: KeyStoreSeed, pepper: string | undefined): ResolvedSeed
       }
     });
   };
-  check(resolved.teams, 'teams', TEAM_CREATE_FIELDS, ['name']);
-  check(resolved.users, 'users', USER_CREATE_FIELDS, ['name']);
-  check(resolved.keys, 'keys', KEY_CREATE_FIELDS, ['name', 'hash', 'prefix']);
+  check(resolved.teams, 'teams', 'team');
+  check(resolved.users, 'users', 'user');
+  check(resolved.keys, 'keys', 'key');
   return resolved;
-}
-
-function notFoundKey(): KeyStoreError {
-  return new KeyStoreError('not_found', 'keyId', 'no key has this keyId');
 }
 
 /** The KeyStoreError for a refusal a script answered. */

@@ -100,7 +100,10 @@ export type UserPatch = Partial<{
 /** What admission asks the store to reserve for one request. */
 export interface AdmissionRequest {
   keyId: string;
-  /** The model asked for (already checked against allow-lists by the middleware). */
+  /**
+   * The model asked for, checked against the key's, team's and user's allow-lists in the same
+   * atomic step as every limit (a request without a model passes only empty lists).
+   */
   model: string | undefined;
   /** Worst-case cost of the request in USD, reserved against key, team and user budgets. */
   estimatedCostUsd: number;
@@ -110,8 +113,9 @@ export interface AdmissionRequest {
   nowMs: number;
 }
 
-/** Which limit refused a request. */
-export type RefusalReason = 'budget' | 'rpm' | 'tpm' | 'daily_requests' | 'daily_tokens' | 'parallel';
+/** Which limit refused a request; `model` is an allow-list that does not hold the model. */
+export type RefusalReason =
+  'model' | 'budget' | 'rpm' | 'tpm' | 'daily_requests' | 'daily_tokens' | 'parallel';
 
 /** The state of the tightest rate window, for the `RateLimit-*` headers. */
 export interface RateLimitState {
@@ -136,8 +140,26 @@ export type Admission =
       rateLimit: RateLimitState | undefined;
     };
 
+/**
+ * Token counts of a request by class, beside its prompt and completion totals. Every class is a
+ * part of one of the totals: cached, cache-write and audio input tokens are prompt tokens;
+ * reasoning and audio output tokens are completion tokens.
+ */
+export interface TokenClasses {
+  /** Prompt tokens read from the provider's prompt cache. */
+  cachedTokens: number;
+  /** Prompt tokens written to the provider's prompt cache. */
+  cacheWriteTokens: number;
+  /** Completion tokens spent on reasoning. */
+  reasoningTokens: number;
+  /** Prompt tokens of audio input. */
+  audioPromptTokens: number;
+  /** Completion tokens of audio output. */
+  audioCompletionTokens: number;
+}
+
 /** What a request really cost, reported once when it ends. */
-export interface Settlement {
+export interface Settlement extends Partial<TokenClasses> {
   model: string | undefined;
   costUsd: number;
   promptTokens: number;
@@ -146,7 +168,7 @@ export interface Settlement {
 }
 
 /** One row of a spend report. */
-export interface SpendRow {
+export interface SpendRow extends TokenClasses {
   /** The key, team or user id, or the model name; `null` for requests without a team/user. */
   group: string | null;
   spendUsd: number;
@@ -173,11 +195,10 @@ export interface AuthFailureState {
 }
 
 /**
- * Storage for keys, teams, users and their accounting. Implementations copy on the way in and
- * on the way out (a caller can never change stored state through an object it holds) and change
- * accounting state only through the atomic `admit` / `settle` / `recordAuthFailure` operations.
+ * The records: keys, teams and users. A store copies on the way in and on the way out, so a
+ * caller can never change stored state through an object it holds.
  */
-export interface KeyStore {
+export interface KeyDirectory {
   createKey(input: NewApiKey): Promise<ApiKey>;
   getKey(id: string): Promise<ApiKey | undefined>;
   /** The key whose hash is `hash` (revoked and expired ones included; the caller decides). */
@@ -199,9 +220,13 @@ export interface KeyStore {
   listUsers(): Promise<User[]>;
   updateUser(id: string, patch: UserPatch): Promise<User | undefined>;
   deleteUser(id: string): Promise<boolean>;
+}
 
+/** Accounting: each admission and settlement is one atomic operation, whatever the backend. */
+export interface KeyAccounting {
   /**
-   * Atomically checks every limit of the key, its team and its user, and when all pass,
+   * Atomically checks the model against the allow-lists and every limit of the key, its team and
+   * its user, and when all pass,
    * reserves the estimate (budget, tpm, daily tokens), counts the request (rpm, daily requests)
    * and takes a parallel slot. A refusal changes nothing.
    */
@@ -214,12 +239,21 @@ export interface KeyStore {
   settle(reservationId: string, settlement: Settlement): Promise<void>;
   /** Spend grouped as asked, from settled requests. */
   spend(query: SpendQuery): Promise<SpendRow[]>;
+}
 
+/** The failed-auth limiter: failures counted per client address, in a fixed window. */
+export interface AuthFailureLimiter {
   /** Whether `address` is blocked by the failed-auth limiter now. */
   authFailureState(address: string, nowMs: number): Promise<AuthFailureState>;
   /** Counts one failed authentication for `address`; a success never resets it. */
   recordAuthFailure(address: string, nowMs: number): Promise<AuthFailureState>;
+}
 
+/**
+ * Storage for keys, teams, users and their accounting: the three contracts in one. Accounting
+ * state changes only through the atomic `admit` / `settle` / `recordAuthFailure` operations.
+ */
+export interface KeyStore extends KeyDirectory, KeyAccounting, AuthFailureLimiter {
   /** Releases timers and connections. Idempotent; safe before use and concurrently. */
   close(): Promise<void>;
 }

@@ -6,7 +6,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
 import type { LlmuxErrorCode } from '../errors/catalog.js';
 import { errors, LlmuxError, sendError, llmuxError } from '../errors/llmux-error.js';
-import { modelAllowed } from '../keys/glob.js';
 import { digestsEqual, hashApiKey, readPresentedKey } from '../keys/hash.js';
 import { MemoryKeyStore } from '../keys/memory-store.js';
 import { Pricing, type PricingTable } from '../keys/pricing.js';
@@ -72,15 +71,7 @@ export interface KeyAuth {
 
 const SAME_FOR_ALL_FAILURES = errors.invalidApiKey;
 /** What keyAuth calls on a store. */
-const KEY_STORE_METHODS = [
-  'findKeyByHash',
-  'getTeam',
-  'getUser',
-  'admit',
-  'settle',
-  'authFailureState',
-  'recordAuthFailure',
-];
+const KEY_STORE_METHODS = ['findKeyByHash', 'admit', 'settle', 'authFailureState', 'recordAuthFailure'];
 const NOT_BLOCKED = { blocked: false, retryAfterMs: 0 } as const;
 
 /**
@@ -154,17 +145,6 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     ctx.teamId = key.teamId;
     ctx.userId = key.userId;
     if (!admit) return true;
-    if (!(await modelPermitted(key, ctx.model))) {
-      refuse(
-        res,
-        ctx,
-        llmuxError('model_not_allowed', {
-          message: `model ${JSON.stringify(ctx.model ?? '')} is not allowed for this key`,
-          param: 'model',
-        }),
-      );
-      return false;
-    }
     const estimate = estimateRequest(ctx, defaultMaxTokens);
     const admission = await keyStore.admit({
       keyId: key.id,
@@ -174,7 +154,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
       nowMs: now,
     });
     if (!admission.ok) {
-      refuse(res, ctx, refusalError(admission));
+      refuse(res, ctx, refusalError(admission, ctx.model));
       return false;
     }
     if (admission.rateLimit !== undefined) setRateLimitHeaders(res, admission.rateLimit);
@@ -197,19 +177,6 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
           logger.error('settlement failed', { requestId: ctx.id, keyId: ctx.keyId, error: String(err) });
         });
     });
-    return true;
-  }
-
-  async function modelPermitted(key: ApiKey, model: string | undefined): Promise<boolean> {
-    if (!modelAllowed(model, key.models)) return false;
-    if (key.teamId !== undefined) {
-      const team = await keyStore.getTeam(key.teamId);
-      if (team !== undefined && !modelAllowed(model, team.models)) return false;
-    }
-    if (key.userId !== undefined) {
-      const user = await keyStore.getUser(key.userId);
-      if (user !== undefined && !modelAllowed(model, user.models)) return false;
-    }
     return true;
   }
 
@@ -332,7 +299,13 @@ const REFUSALS: Record<string, { code: LlmuxErrorCode; message: string }> = {
   parallel: { code: 'too_many_parallel_requests', message: 'too many requests in flight' },
 };
 
-function refusalError(admission: Extract<Admission, { ok: false }>): LlmuxError {
+function refusalError(admission: Extract<Admission, { ok: false }>, model: string | undefined): LlmuxError {
+  if (admission.reason === 'model') {
+    return llmuxError('model_not_allowed', {
+      message: `model ${JSON.stringify(model ?? '')} is not allowed for this ${admission.subject}`,
+      param: 'model',
+    });
+  }
   const refusal = REFUSALS[admission.reason]!;
   const headers: Record<string, string> = {};
   if (admission.rateLimit !== undefined) Object.assign(headers, rateLimitHeaders(admission.rateLimit));
