@@ -14,6 +14,7 @@ import { isStoreUnavailableError } from '../errors/store.js';
 import { isKeyStoreError } from './errors.js';
 import { generateApiKey } from './generate.js';
 import { hashApiKey } from './hash.js';
+import { RECORD_FIELDS } from './validate.js';
 import type {
   ApiKey,
   KeyStore,
@@ -116,62 +117,19 @@ export const MANAGEMENT_MAX_BODY_BYTES = 64 * 1024;
 const MIN_ADMIN_KEY_LENGTH = 16;
 /** Longer Authorization headers are malformed; no admin key needs more. */
 const MAX_AUTHORIZATION_LENGTH = 4096;
-const MAX_NAME_LENGTH = 200;
-const MAX_REFERENCE_LENGTH = 256;
-const MAX_MODELS = 256;
-const MAX_MODEL_LENGTH = 256;
 /** Field names echoed in errors are cut to this length. */
 const MAX_ECHOED_FIELD_LENGTH = 100;
-/** Client-chosen ids end up in URL paths: keep them to one safe segment. */
-const NEW_ID_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
 /** `YYYY-MM-DD`, or a date-time with seconds and fraction optional and an explicit zone. */
 const ISO_INSTANT_PATTERN =
   /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:Z|([+-])(\d{2}):(\d{2})))?$/;
 const GROUP_BYS: readonly SpendQuery['groupBy'][] = ['key', 'team', 'user', 'model'];
 const MANAGED_PATHS = ['/keys', '/teams', '/users', '/spend'];
 
-/** How a body field is read. */
-type FieldKind = 'newId' | 'reference' | 'name' | 'models' | 'usd' | 'count' | 'instant' | 'metadata';
-
-/** One accepted body field. */
-interface FieldRule {
-  kind: FieldKind;
-  /** The store's name for it (`team` → `teamId`). */
-  storeName: string;
-  /** Accepted by POST. */
-  create: boolean;
-  /** Accepted by PATCH. */
-  patch: boolean;
-}
-
-type FieldTable = Readonly<Record<string, FieldRule>>;
-
-function rule(kind: FieldKind, storeName: string, create = true, patch = true): FieldRule {
-  return { kind, storeName, create, patch };
-}
-
-const SHARED_FIELDS: FieldTable = {
-  id: rule('newId', 'id', true, false),
-  name: rule('name', 'name'),
-  models: rule('models', 'models'),
-  budgetUsd: rule('usd', 'budgetUsd'),
-  rpm: rule('count', 'rpm'),
-  tpm: rule('count', 'tpm'),
-  metadata: rule('metadata', 'metadata'),
-};
-const TEAM_FIELDS: FieldTable = SHARED_FIELDS;
-const USER_FIELDS: FieldTable = { ...SHARED_FIELDS, team: rule('reference', 'teamId') };
-const KEY_FIELDS: FieldTable = {
-  ...SHARED_FIELDS,
-  team: rule('reference', 'teamId', true, false),
-  user: rule('reference', 'userId', true, false),
-  maxParallel: rule('count', 'maxParallel'),
-  dailyRequests: rule('count', 'dailyRequests'),
-  dailyTokens: rule('count', 'dailyTokens'),
-  expiresAt: rule('instant', 'expiresAt'),
-};
-/** Store field names back to the API's, for `param` in errors. */
-const API_FIELD_NAMES: Readonly<Record<string, string>> = { teamId: 'team', userId: 'user' };
+/** The API's names of store fields (`team` is the store's `teamId`). */
+const API_NAMES: Readonly<Record<string, string>> = { teamId: 'team', userId: 'user' };
+const STORE_NAMES: Readonly<Record<string, string>> = { team: 'teamId', user: 'userId' };
+/** Store fields the API makes itself (the key's secret): never read from a body. */
+const GENERATED_FIELDS: ReadonlySet<string> = new Set(['hash', 'prefix']);
 
 /**
  * An Express Router serving the management API, guarded by `adminKey`:
@@ -230,7 +188,7 @@ export function managementRouter(options: ManagementRouterOptions): express.Rout
     .post(
       readBody,
       asyncHandler(async (req: Request, res: Response) => {
-        const input = readFields(bodyOf(res), KEY_FIELDS, 'create');
+        const input = readBodyFields(bodyOf(res), 'key', 'create');
         if (input.expiresAt !== undefined && (input.expiresAt as number) <= clock()) {
           throw errors.invalidRequest('expiresAt must be in the future', 'expiresAt');
         }
@@ -256,7 +214,7 @@ export function managementRouter(options: ManagementRouterOptions): express.Rout
     .patch(
       readBody,
       asyncHandler(async (req: Request, res: Response) => {
-        const patch = readFields(bodyOf(res), KEY_FIELDS, 'patch');
+        const patch = readBodyFields(bodyOf(res), 'key', 'patch');
         oneOf(res, await store.updateKey(idParam(req), patch), 'key', keyView);
       }),
     )
@@ -273,7 +231,6 @@ export function managementRouter(options: ManagementRouterOptions): express.Rout
   recordRoutes(router, readBody, {
     path: '/teams',
     what: 'team',
-    fields: TEAM_FIELDS,
     view: teamView,
     list: () => store.listTeams(),
     get: (id) => store.getTeam(id),
@@ -284,7 +241,6 @@ export function managementRouter(options: ManagementRouterOptions): express.Rout
   recordRoutes(router, readBody, {
     path: '/users',
     what: 'user',
-    fields: USER_FIELDS,
     view: userView,
     list: () => store.listUsers(),
     get: (id) => store.getUser(id),
@@ -405,8 +361,7 @@ function adminRequired(): LlmuxError {
 /** One kind of plain record (teams, users) and the store operations behind its routes. */
 interface RecordRoutes<T> {
   path: string;
-  what: string;
-  fields: FieldTable;
+  what: 'team' | 'user';
   view: (record: T) => object;
   list(): Promise<T[]>;
   get(id: string): Promise<T | undefined>;
@@ -427,7 +382,7 @@ function recordRoutes<T>(
     .post(
       readBody,
       asyncHandler(async (req: Request, res: Response) => {
-        const created = await spec.create(readFields(bodyOf(res), spec.fields, 'create'));
+        const created = await spec.create(readBodyFields(bodyOf(res), spec.what, 'create'));
         res.location(`${req.baseUrl}${spec.path}/${encodeURIComponent(created.id)}`);
         res.status(201).json(spec.view(created));
       }),
@@ -443,7 +398,7 @@ function recordRoutes<T>(
     .patch(
       readBody,
       asyncHandler(async (req: Request, res: Response) => {
-        const patch = readFields(bodyOf(res), spec.fields, 'patch');
+        const patch = readBodyFields(bodyOf(res), spec.what, 'patch');
         oneOf(res, await spec.update(idParam(req), patch), spec.what, spec.view);
       }),
     )
@@ -489,95 +444,56 @@ function oneOf<T>(res: Response, record: T | undefined, noun: string, view: (rec
 }
 
 /**
- * Reads `body` against `fields`: unknown fields, fields not changeable in this `mode` and wrong
- * types are 400 with `param` naming the field. Returns the store's field names; `null` stays
- * `null` in a patch (clear the limit) and means "absent" at creation.
+ * Reads a body with the store's own field schema ({@link RECORD_FIELDS}), under the API's names
+ * (`team`, `user`, `expiresAt` as ISO 8601): unknown fields, fields not changeable in this `mode`
+ * and wrong values are 400 with `param` naming the field. Returns the store's field names; `null`
+ * stays `null` in a patch (clear the limit) and means "absent" at creation.
  */
-function readFields(
+function readBodyFields(
   body: Record<string, unknown>,
-  fields: FieldTable,
+  kind: 'key' | 'team' | 'user',
   mode: 'create' | 'patch',
 ): Record<string, unknown> {
+  const schema = RECORD_FIELDS[kind];
+  const accepted = schema[mode];
   const out: Record<string, unknown> = {};
   for (const field of Object.keys(body)) {
-    const fieldRule = Object.hasOwn(fields, field) ? fields[field] : undefined;
-    if (fieldRule === undefined) {
+    const storeName = STORE_NAMES[field] ?? (Object.hasOwn(API_NAMES, field) ? undefined : field);
+    if (
+      storeName === undefined ||
+      GENERATED_FIELDS.has(storeName) ||
+      !Object.hasOwn(schema.create, storeName)
+    ) {
       const echoed = field.slice(0, MAX_ECHOED_FIELD_LENGTH);
       throw errors.invalidRequest(`unknown field ${JSON.stringify(echoed)}`, echoed);
     }
-    if (!fieldRule[mode]) {
+    if (!Object.hasOwn(accepted, storeName)) {
       throw errors.invalidRequest(`${field} cannot be changed after creation`, field);
     }
-    const value = body[field];
+    let value = body[field];
     if (value === null) {
-      if (fieldRule.kind === 'name' || fieldRule.kind === 'newId') {
+      if (storeName === 'name' || storeName === 'id')
         throw errors.invalidRequest(`${field} cannot be null`, field);
-      }
-      if (mode === 'patch') out[fieldRule.storeName] = null;
+      if (mode === 'patch') out[storeName] = null;
       continue;
     }
-    out[fieldRule.storeName] = readValue(field, fieldRule.kind, value);
-  }
-  if (mode === 'create' && out.name === undefined) throw errors.invalidRequest('name is required', 'name');
-  return out;
-}
-
-function readValue(field: string, kind: FieldKind, value: unknown): unknown {
-  switch (kind) {
-    case 'newId':
-      if (typeof value !== 'string' || !NEW_ID_PATTERN.test(value)) {
-        throw errors.invalidRequest(`${field} must be 1–128 characters of [A-Za-z0-9._:@-]`, field);
-      }
-      return value;
-    case 'reference':
-      if (typeof value !== 'string' || value.length === 0 || value.length > MAX_REFERENCE_LENGTH) {
-        throw errors.invalidRequest(`${field} must be an id (a non-empty string)`, field);
-      }
-      return value;
-    case 'name': {
-      const name = typeof value === 'string' ? value.trim() : '';
-      if (name.length === 0 || name.length > MAX_NAME_LENGTH) {
-        throw errors.invalidRequest(
-          `${field} must be a non-blank string of at most ${MAX_NAME_LENGTH} characters`,
-          field,
-        );
-      }
-      return name;
-    }
-    case 'models':
-      if (
-        !Array.isArray(value) ||
-        value.length > MAX_MODELS ||
-        !value.every(
-          (model) => typeof model === 'string' && model.length > 0 && model.length <= MAX_MODEL_LENGTH,
-        )
-      ) {
-        throw errors.invalidRequest(`${field} must be an array of model names (non-empty strings)`, field);
-      }
-      return [...(value as string[])];
-    case 'usd':
-      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-        throw errors.invalidRequest(`${field} must be a finite number >= 0`, field);
-      }
-      return value;
-    case 'count':
-      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-        throw errors.invalidRequest(`${field} must be a positive integer`, field);
-      }
-      return value;
-    case 'instant': {
+    if (storeName === 'expiresAt') {
       const ms = typeof value === 'string' ? parseIsoInstant(value) : undefined;
       if (ms === undefined) {
         throw errors.invalidRequest(`${field} must be an ISO 8601 date or date-time with a zone`, field);
       }
-      return ms;
+      value = ms;
     }
-    case 'metadata':
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-        throw errors.invalidRequest(`${field} must be a JSON object`, field);
-      }
-      return value;
+    if (storeName === 'name' && typeof value === 'string') value = value.trim();
+    try {
+      out[storeName] = accepted[storeName]!(value, field);
+    } catch (err) {
+      if (isKeyStoreError(err)) throw errors.invalidRequest(err.message, field);
+      throw err;
+    }
   }
+  if (mode === 'create' && out.name === undefined) throw errors.invalidRequest('name is required', 'name');
+  return out;
 }
 
 /**
@@ -649,7 +565,7 @@ function readQueryInstant(name: string, text: string): number {
 function fromStoreError(err: unknown): unknown {
   if (isStoreUnavailableError(err)) return errors.storeUnavailable('key store', err);
   if (!isKeyStoreError(err)) return err;
-  const param = err.field === undefined ? null : (API_FIELD_NAMES[err.field] ?? err.field);
+  const param = err.field === undefined ? null : (API_NAMES[err.field] ?? err.field);
   const message = redactSecrets(err.message);
   switch (err.code) {
     case 'invalid_field':

@@ -222,6 +222,13 @@ export const USER_PATCH_FIELDS: Fields = Object.freeze({ ...LIMIT_FIELDS, teamId
 /** Fields `createUser` may set. */
 export const USER_CREATE_FIELDS: Fields = Object.freeze({ ...USER_PATCH_FIELDS, id: checkId });
 
+/** Every record's fields, at creation and in a patch: the one schema stores and the management API read. */
+export const RECORD_FIELDS: Readonly<Record<'key' | 'team' | 'user', { create: Fields; patch: Fields }>> = {
+  key: { create: KEY_CREATE_FIELDS, patch: KEY_PATCH_FIELDS },
+  team: { create: TEAM_CREATE_FIELDS, patch: TEAM_PATCH_FIELDS },
+  user: { create: USER_CREATE_FIELDS, patch: USER_PATCH_FIELDS },
+};
+
 /**
  * The checked values of `input`'s known fields (`undefined` ones left out). An unknown field is
  * refused; in a patch `null` clears a field (all but `name`).
