@@ -114,14 +114,9 @@ function sumOf(scrape: Scrape, name: string): number {
 
 // --- Helpers ---
 
-/** Waits until every observed request was recorded (in_flight_requests back to 0), or 2 s. */
-async function settled(metrics: LlmuxMetrics, prefix = 'llmux_'): Promise<void> {
-  const gauge = metrics.registry.getSingleMetric(`${prefix}in_flight_requests`)!;
-  const deadline = Date.now() + 2_000;
-  while (Date.now() < deadline) {
-    if (((await gauge.get()).values[0]?.value ?? 0) === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+/** Waits until every observed request has settled and been recorded: an event, not a poll. */
+async function settled(metrics: LlmuxMetrics): Promise<void> {
+  await metrics.whenRecorded();
 }
 
 async function scrape(metrics: LlmuxMetrics): Promise<Scrape> {

@@ -22,7 +22,6 @@ const chat = (extra: Record<string, unknown> = {}) => ({
   messages: [{ role: 'user', content: 'hello' }],
   ...extra,
 });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function counter(metrics: LlmuxMetrics, name: string) {
   const metric = metrics.registry.getSingleMetric(`llmux_${name}`)!;
@@ -68,7 +67,7 @@ describe('observability review', () => {
       .post(CHAT)
       .send(chat());
     expect(res.status).toBe(200);
-    await sleep(20);
+    await Promise.all([tracker.whenRecorded(), metrics.whenRecorded()]);
     expect(tracker.recent(1)[0]!.errorCode).toBeUndefined();
     expect(tracker.stats().errors).toBe(0);
     const requests = await counter(metrics, 'requests_total');
@@ -94,7 +93,7 @@ describe('observability review', () => {
       .post(CHAT)
       .send(chat());
     expect(res.status).toBe(200);
-    await sleep(20);
+    await Promise.all([tracker.whenRecorded(), metrics.whenRecorded()]);
     expect(tracker.recent(1)[0]!.errorCode).toBeUndefined();
   });
 
@@ -132,8 +131,8 @@ describe('observability review', () => {
       req.on('error', () => undefined);
       req.end(JSON.stringify(chat({ stream: true })));
     });
-    await sleep(300);
-    // The metrics middleware (a turn later) sees code client_closed; the tracker must too.
+    await Promise.all([tracker.whenRecorded(), metrics.whenRecorded()]);
+    // The metrics see code client_closed once the request settled; the tracker must too.
     expect((await counter(metrics, 'requests_total')).map((v) => v.labels.code)).toEqual(['client_closed']);
     expect(tracker.recent(1)[0]!.errorCode).toBe('client_closed');
     expect(tracker.stats().errors).toBe(1);
@@ -149,7 +148,7 @@ describe('observability review', () => {
       res.json({ ok: true });
     });
     expect((await request(host).get('/health')).status).toBe(200);
-    await sleep(20);
+    await tracker.whenRecorded();
     expect(tracker.recent().map((r) => r.route)).toEqual([]);
   });
 
@@ -167,7 +166,7 @@ describe('observability review', () => {
       .send(chat({ model: 'm'.repeat(512 * 1024) }));
     expect(res.status).toBe(400);
     expect(res.body.error.param).toBe('model');
-    await sleep(20);
+    await tracker.whenRecorded();
     // A ring of `capacity` records is fixed memory only if every field is bounded (route and id are).
     expect(tracker.recent(1)[0]!.model ?? '').not.toHaveLength(512 * 1024);
   });

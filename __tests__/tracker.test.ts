@@ -75,20 +75,6 @@ function manualTracker(options: RequestTrackerOptions = {}) {
   return { tracker, time };
 }
 
-/** Turns of the event loop until `condition` holds (no sleeping: bounded by turns). */
-async function waitFor(condition: () => boolean, turns = 100_000): Promise<void> {
-  for (let i = 0; i < turns; i++) {
-    if (condition()) return;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-  throw new Error('condition never held');
-}
-
-/** A few more event-loop turns, to show something does not happen again. */
-async function settle(turns = 50): Promise<void> {
-  for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
-
 const closeEnough = (actual: number | null, expected: number) =>
   actual !== null && Math.abs(actual - expected) <= 1e-9 * Math.max(1, Math.abs(expected));
 
@@ -427,9 +413,12 @@ describe.each(expressVersions)('RequestTracker middleware on %s', (_label, expre
       const ctx = getContext(res)!;
       ctx.model = 'gpt-4o-mini';
       ctx.usage = { promptTokens: 12, completionTokens: 3, totalTokens: 15 };
-      // Key accounting settles in its own close listener, registered after the tracker's.
+      // Key accounting prices the request in its own close listener, registered after the
+      // tracker's, holding the settled event until it has.
+      const releaseCost = ctx.hold();
       res.once('close', () => {
         ctx.costUsd = 0.25;
+        releaseCost();
       });
       res.json({ ok: true });
     });
@@ -447,8 +436,7 @@ describe.each(expressVersions)('RequestTracker middleware on %s', (_label, expre
   it('records a successful request once, with the cost settled after it closed', async () => {
     const tracker = new RequestTracker({ logger: silentLogger });
     await request(appWith(tracker)).get('/ok?secret=abc').expect(200);
-    await waitFor(() => tracker.size === 1);
-    await settle();
+    await tracker.whenRecorded();
     expect(tracker.size).toBe(1);
     expect(tracker.recent(1)[0]).toMatchObject({
       route: '/ok',
@@ -464,8 +452,7 @@ describe.each(expressVersions)('RequestTracker middleware on %s', (_label, expre
   it('records a failed request once, with its status and error code', async () => {
     const tracker = new RequestTracker({ logger: silentLogger });
     await request(appWith(tracker)).get('/boom').expect(500);
-    await waitFor(() => tracker.size === 1);
-    await settle();
+    await tracker.whenRecorded();
     expect(tracker.size).toBe(1);
     expect(tracker.recent(1)[0]).toMatchObject({ route: '/boom', status: 500, errorCode: 'internal_error' });
     expect(tracker.stats().errors).toBe(1);
@@ -485,8 +472,7 @@ describe.each(expressVersions)('RequestTracker middleware on %s', (_label, expre
       await arrived;
       expect(tracker.size).toBe(0);
       req.destroy();
-      await waitFor(() => tracker.size === 1);
-      await settle();
+      await tracker.whenRecorded();
       expect(tracker.size).toBe(1);
       expect(tracker.recent(1)[0]).toMatchObject({ route: '/hang', status: 0 });
       expect(tracker.stats().errors).toBe(1);

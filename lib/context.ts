@@ -67,13 +67,82 @@ export class RequestContext {
   errorCode: string | undefined = undefined;
   /** Set by `recovery` once it logged this request's failure, so it is logged once. */
   failureLogged = false;
+  /** Work the settled event still waits for (the relay's exchange, key accounting). */
+  private holds = 0;
+  private responseClosed = false;
+  private settledState = false;
+  private settledListeners: (() => void)[] | undefined = undefined;
 
   constructor(id: string) {
     this.id = id;
     this.startedAt = performance.now();
     this.startedAtEpochMs = Date.now();
   }
+
+  /**
+   * True once the request is settled: its response closed (answered, failed, or the client
+   * left), the relay's last attempt is logged and key accounting has priced it. Fired once.
+   */
+  get settled(): boolean {
+    return this.settledState;
+  }
+
+  /**
+   * Marks work that observers must see the end of before they read the context (the relay's
+   * exchange, the cost). Returns its release; releasing twice does nothing.
+   */
+  hold(): () => void {
+    if (this.settledState) return noop;
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds--;
+      this.settleIfDone();
+    };
+  }
+
+  /**
+   * Runs `listener` once, when the request is settled (see {@link settled}); on the next tick
+   * when it already is. Observers (metrics, the tracker) read the context here, never earlier.
+   */
+  onSettled(listener: () => void): void {
+    if (this.settledState) {
+      process.nextTick(listener);
+      return;
+    }
+    (this.settledListeners ??= []).push(listener);
+  }
+
+  /** Resolves once the request is settled. */
+  whenSettled(): Promise<void> {
+    return new Promise((resolve) => this.onSettled(resolve));
+  }
+
+  /** Called once by the context's own close listener. */
+  markResponseClosed(): void {
+    this.responseClosed = true;
+    this.settleIfDone();
+  }
+
+  private settleIfDone(): void {
+    if (this.settledState || !this.responseClosed || this.holds > 0) return;
+    this.settledState = true;
+    const listeners = this.settledListeners;
+    this.settledListeners = undefined;
+    if (listeners === undefined) return;
+    for (const listener of listeners) {
+      try {
+        listener();
+      } catch {
+        // An observer's fault must not keep the others from hearing the request.
+      }
+    }
+  }
 }
+
+function noop(): void {}
 
 /** The header llmux reads and echoes the request id on. */
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -126,6 +195,7 @@ export function ensureContext(req: IncomingMessage, res: ServerResponse): Reques
   const ctx = new RequestContext(id);
   locals.llmux = ctx;
   if (!res.headersSent) res.setHeader(REQUEST_ID_HEADER, id);
+  onResponseClose(res, () => ctx.markResponseClosed());
   return ctx;
 }
 

@@ -62,6 +62,16 @@ export interface LlmuxMetrics {
   watchPool(pool: WatchablePool): () => void;
   /** {@link metricsHandler} for this instance's registry. */
   handler(): MetricsHandler;
+  /**
+   * Resolves once every request observed so far is recorded, i.e. has settled (its cost priced,
+   * its last upstream attempt logged). For tests and a last scrape before shutdown: no polling.
+   *
+   * @example
+   * await request(app).post('/v1/chat/completions').send(body);
+   * await metrics.whenRecorded();
+   * expect(await metrics.registry.getSingleMetricAsString('llmux_requests_total')).toContain('2xx');
+   */
+  whenRecorded(): Promise<void>;
   /** Stops watching every gate and pool; counters keep their values for a last scrape. Idempotent. */
   close(): Promise<void>;
 }
@@ -110,6 +120,9 @@ class PrometheusMetrics implements LlmuxMetrics {
   private readonly watchedUpstreams = new Set<string>();
   /** Requests observed and not yet recorded, with their route label; the once-only guard. */
   private readonly pending = new WeakMap<ServerResponse, string>();
+  /** How many observed requests are not recorded yet, and who waits for none to be. */
+  private unrecorded = 0;
+  private idleWaiters: (() => void)[] = [];
   private readonly observe: MetricsMiddleware;
 
   constructor(options: MetricsOptions) {
@@ -126,20 +139,14 @@ class PrometheusMetrics implements LlmuxMetrics {
     const pending = this.pending;
     const routes = this.routes;
     const inFlight = this.instruments.inFlight;
-    const record = (res: ServerResponse) => this.record(res);
-    // Read a turn later, once every close listener of later middlewares ran (keyAuth's settlement
-    // sets ctx.costUsd) and the promise continuations they started settled: the relay logs a
-    // stream's last attempt after res.end(), after process.nextTick callbacks would already run.
-    function onClose(this: ServerResponse): void {
-      setImmediate(record, this);
-    }
-    this.observe = function llmuxMetrics(req: IncomingMessage, res: ServerResponse, next: Next): void {
+    this.observe = (req: IncomingMessage, res: ServerResponse, next: Next): void => {
       if (!pending.has(res)) {
-        ensureContext(req, res);
+        const ctx = ensureContext(req, res);
         pending.set(res, routes.label((req as { originalUrl?: string }).originalUrl ?? req.url));
         inFlight.inc();
-        if (res.closed) setImmediate(record, res);
-        else res.once('close', onClose);
+        this.unrecorded++;
+        // Read once the request is settled: the cost priced, the relay's last attempt logged.
+        ctx.onSettled(() => this.record(res));
       }
       next();
     };
@@ -187,6 +194,11 @@ class PrometheusMetrics implements LlmuxMetrics {
     return metricsHandler(this.registry);
   }
 
+  whenRecorded(): Promise<void> {
+    if (this.unrecorded === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
   close(): Promise<void> {
     this.gates.clear();
     for (const pool of [...this.pools.keys()]) this.unwatchPool(pool);
@@ -221,6 +233,19 @@ class PrometheusMetrics implements LlmuxMetrics {
     const route = this.pending.get(res);
     if (route === undefined) return;
     this.pending.delete(res);
+    try {
+      this.observeClosed(res, route);
+    } finally {
+      if (--this.unrecorded === 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const resolve of waiters) resolve();
+      }
+    }
+  }
+
+  /** Counts one settled request from its context. */
+  private observeClosed(res: ServerResponse, route: string): void {
     const m = this.instruments;
     m.inFlight.dec();
     const ctx = getContext(res);

@@ -146,14 +146,24 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     ctx.userId = key.userId;
     if (!admit) return true;
     const estimate = estimateRequest(ctx, defaultMaxTokens);
-    const admission = await keyStore.admit({
-      keyId: key.id,
-      model: ctx.model,
-      estimatedCostUsd: pricing.costUsd(ctx.model, estimate.promptTokens, estimate.completionTokens),
-      estimatedTokens: estimate.promptTokens + estimate.completionTokens,
-      nowMs: now,
-    });
+    // Observers wait for the cost: held from before the admission (the client may leave during
+    // it) until the bill is priced when the response closes.
+    const releaseCost = ctx.hold();
+    let admission: Admission;
+    try {
+      admission = await keyStore.admit({
+        keyId: key.id,
+        model: ctx.model,
+        estimatedCostUsd: pricing.costUsd(ctx.model, estimate.promptTokens, estimate.completionTokens),
+        estimatedTokens: estimate.promptTokens + estimate.completionTokens,
+        nowMs: now,
+      });
+    } catch (err) {
+      releaseCost();
+      throw err;
+    }
     if (!admission.ok) {
+      releaseCost();
       refuse(res, ctx, refusalError(admission, ctx.model));
       return false;
     }
@@ -165,6 +175,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
       const bill = billOf(ctx, promptEstimate);
       const costUsd = pricing.costUsd(ctx.model, bill.promptTokens, bill.completionTokens);
       ctx.costUsd = costUsd;
+      releaseCost();
       keyStore
         .settle(reservationId, {
           model: ctx.model,

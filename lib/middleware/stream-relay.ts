@@ -126,6 +126,16 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ctx = ensureContext(req, res);
+    // Observers wait for the exchange: its last attempt ends after the response may have closed.
+    const releaseExchange = ctx.hold();
+    try {
+      await relayRequest(req, res, ctx);
+    } finally {
+      releaseExchange();
+    }
+  }
+
+  async function relayRequest(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<void> {
     if (!(await loadJsonBody(req, res, ctx, bodySettings))) return;
     if ((res as { closed?: boolean }).closed) return; // the client left while the body was read
     const payload = requestPayload(ctx, requestStreamUsage);

@@ -3,7 +3,7 @@
 import { OptionReader } from '../options.js';
 import { redactSecrets } from '../redact.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
+import { ensureContext } from '../context.js';
 import { stderrLogger, type Logger } from '../log.js';
 import { latencyBucketIndex, latencyPercentile } from './histogram.js';
 import { recordOf, type RequestRecord } from './record.js';
@@ -147,6 +147,9 @@ export class RequestTracker {
   private readonly listeners = new Set<RecordListener>();
   /** Responses this tracker's middleware already watches, so mounting it twice records once. */
   private readonly watched = new WeakSet<ServerResponse>();
+  /** Requests the middleware saw and has not recorded yet, and who waits for none to be. */
+  private unrecorded = 0;
+  private idleWaiters: (() => void)[] = [];
   /** Responses left out of the records (the tracker's own dashboard requests). */
   private readonly excluded = new WeakSet<ServerResponse>();
 
@@ -309,10 +312,10 @@ export class RequestTracker {
   }
 
   /**
-   * A middleware that records each request exactly once, when its response closes (answered,
-   * failed or abandoned by the client). Recording waits one tick after `close`, so close
-   * listeners registered later (key accounting settling the cost) have run. The route is the
-   * path without its query string. Mount it early, before the routes it should see.
+   * A middleware that records each request exactly once, when it settles: its response closed
+   * (answered, failed or abandoned by the client), its cost priced and its last upstream attempt
+   * logged (see `RequestContext.onSettled`). The route is the path without its query string.
+   * Mount it early, before the routes it should see.
    *
    * @example
    * app.use(tracker.middleware());
@@ -323,12 +326,33 @@ export class RequestTracker {
         this.watched.add(res);
         const ctx = ensureContext(req, res);
         const route = routeOf(req);
-        onResponseClose(res, () => {
-          if (!this.excluded.has(res)) setImmediate(recordClosed, this, ctx, res, route);
+        this.unrecorded++;
+        ctx.onSettled(() => {
+          try {
+            if (!this.excluded.has(res)) this.record(recordOf(ctx, res, route, performance.now()));
+          } finally {
+            this.recorded();
+          }
         });
       }
       next();
     };
+  }
+
+  /**
+   * Resolves once every request the middleware saw so far is recorded (has settled). For tests
+   * and a last read before shutdown: no polling.
+   */
+  whenRecorded(): Promise<void> {
+    if (this.unrecorded === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private recorded(): void {
+    if (--this.unrecorded > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /**
@@ -359,15 +383,6 @@ export class RequestTracker {
     this.byModel.set(name, created);
     return created;
   }
-}
-
-function recordClosed(
-  tracker: RequestTracker,
-  ctx: RequestContext,
-  res: ServerResponse,
-  route: string,
-): void {
-  tracker.record(recordOf(ctx, res, route, performance.now()));
 }
 
 function routeOf(req: IncomingMessage): string {
