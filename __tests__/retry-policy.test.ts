@@ -130,6 +130,19 @@ describe('retry()', () => {
     }
   });
 
+  it('takes a hint already read in ms, and prefers it to the headers', () => {
+    const policy = retry({ maxRetryAfterMs: 10_000, random: () => 0 });
+    const base = { attempt: 1, status: 429, network: false, elapsedMs: 0 } as const;
+    expect(policy.decide({ ...base, retryAfterMs: 60_000 })).toEqual({
+      retry: false,
+      reason: 'retry_after_too_long',
+    });
+    expect(policy.decide({ ...base, retryAfterMs: 2_000, headers: { 'retry-after': '60' } })).toEqual({
+      retry: true,
+      delayMs: 2_000,
+    });
+  });
+
   it.each([400, 401, 403, 404, 422, 501])('does not retry status %i by default', (status) => {
     expect(retry().decide({ attempt: 1, status, network: false, elapsedMs: 0 })).toEqual({
       retry: false,

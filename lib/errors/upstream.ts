@@ -14,6 +14,11 @@ export type UpstreamErrorCategory =
 export interface DecodedUpstreamError {
   category: UpstreamErrorCategory;
   error: LlmuxError;
+  /**
+   * The status the failure counts as: the upstream's own when it was an error status, else the
+   * one its error body implies (a `rate_limit_error` frame in a 200 stream counts as 429).
+   */
+  status: number;
 }
 
 /**
@@ -29,7 +34,11 @@ export function decodeUpstreamError(
 ): DecodedUpstreamError {
   const parsed = parseErrorObject(body);
   if (parsed === undefined) {
-    return { category: status === 429 ? 'rate_limit' : 'decode', error: errors.upstreamDecode(status) };
+    return {
+      category: status === 429 ? 'rate_limit' : 'decode',
+      error: errors.upstreamDecode(status),
+      status,
+    };
   }
   return categorize(status >= 400 ? status : statusFromError(parsed), parsed, retryAfterSeconds);
 }
@@ -89,6 +98,14 @@ function categorize(
   e: ParsedUpstreamError,
   retryAfterSeconds: number | undefined,
 ): DecodedUpstreamError {
+  return { ...classify(status, e, retryAfterSeconds), status };
+}
+
+function classify(
+  status: number,
+  e: ParsedUpstreamError,
+  retryAfterSeconds: number | undefined,
+): Omit<DecodedUpstreamError, 'status'> {
   const message = redactSecrets(e.message);
   if (status === 401 || status === 403) {
     return {

@@ -45,6 +45,8 @@ export interface RetryFailure {
   network: boolean;
   /** The upstream response headers, read for `Retry-After` and `retry-after-ms`. */
   headers?: Record<string, string | string[] | undefined>;
+  /** The upstream's wait hint in ms, already read from its headers; wins over `headers`. */
+  retryAfterMs?: number;
   /** Time since the client request started, in ms. */
   elapsedMs: number;
   /** Overrides the policy's random source for this decision. */
@@ -151,7 +153,8 @@ export class RetryPolicy {
     if (!retryable) return GIVE_UP.status;
     if (failure.attempt >= this.attempts) return GIVE_UP.attempts;
     const hintMs =
-      failure.headers === undefined ? undefined : parseRetryAfterMs(failure.headers, this.clock());
+      failure.retryAfterMs ??
+      (failure.headers === undefined ? undefined : parseRetryAfterMs(failure.headers, this.clock()));
     if (hintMs !== undefined && hintMs > this.maxRetryAfterMs) return GIVE_UP.retry_after_too_long;
     // The exponent is capped so a zero base never meets an infinite factor (0 * Infinity is NaN).
     const capMs = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.min(failure.attempt - 1, 52));

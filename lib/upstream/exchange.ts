@@ -76,12 +76,9 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
         ? undefined
         : policy.decide({
             attempt,
-            status: failure.network ? undefined : upstreamStatusOf(outcome, failure.unsent),
+            status: failure.network ? undefined : judgedStatus(outcome),
             network: failure.network,
-            headers:
-              !outcome.ok && outcome.retryAfterMs !== undefined
-                ? { 'retry-after-ms': String(outcome.retryAfterMs) }
-                : undefined,
+            retryAfterMs: outcome.ok ? undefined : outcome.retryAfterMs,
             elapsedMs: performance.now() - ctx.startedAt,
           });
     if (decision === undefined || !decision.retry) {
@@ -106,27 +103,14 @@ function remainingMs(policy: RetryPolicy, ctx: RequestContext, settings: Attempt
 }
 
 /**
- * The status the retry policy judges: the upstream's own, not the one the client would see (an
- * upstream 503 is sent as 502). An SSE error frame arrives with a 200: its category speaks.
+ * The status the retry policy judges: the one the failure counts as (the upstream's own, not the
+ * one the client would see, or what an error frame implies), else 504 for a timeout without an
+ * answer and 502 for an answer that could not be read.
  */
-function upstreamStatusOf(outcome: AttemptOutcome, unsent: LlmuxError): number {
-  if (!outcome.ok && outcome.status !== undefined && outcome.status >= 400) return outcome.status;
-  if (outcome.ok) return unsent.status;
-  switch (outcome.category) {
-    case 'rate_limit':
-      return 429;
-    case 'timeout':
-      return 504;
-    case 'server':
-    case 'decode':
-      return 502;
-    case 'auth':
-      return 401;
-    case 'invalid_request':
-      return 400;
-    default:
-      return unsent.status;
-  }
+function judgedStatus(outcome: AttemptOutcome): number {
+  if (outcome.ok) return 502;
+  if (outcome.status !== undefined && outcome.status >= 400) return outcome.status;
+  return outcome.category === 'timeout' ? 504 : 502;
 }
 
 interface Attempted {
@@ -144,9 +128,7 @@ function pick(
   answerOnFailure: boolean,
 ): UpstreamEndpoint | undefined {
   try {
-    const endpoint = settings.source.acquire(ctx, exclude);
-    ctx.attempts++;
-    return endpoint;
+    return settings.source.acquire(ctx, exclude);
   } catch (err) {
     if (answerOnFailure) {
       const error = err instanceof LlmuxError ? err : errors.internal(err);
@@ -170,6 +152,8 @@ function attemptInput(
   } catch {
     return undefined;
   }
+  // An attempt counts once its request is about to go, never for a pick that was given back.
+  input.ctx.attempts++;
   return { ...input, endpoint, pool, path: endpoint.basePath + input.route };
 }
 
@@ -199,7 +183,6 @@ function shuttingDown(
   endpoint: UpstreamEndpoint,
 ): undefined {
   settings.source.release(endpoint, CANCELLED);
-  input.ctx.attempts--;
   endWithError(input.res, input.ctx, errors.overloaded('the relay is shutting down; retry later'));
   return undefined;
 }
@@ -251,7 +234,6 @@ async function hedgedAttempt(
     const attemptIn = attemptInput(settings, input, endpoint);
     if (attemptIn === undefined) {
       settings.source.release(endpoint, CANCELLED);
-      ctx.attempts--;
       return;
     }
     const contender: Contender = { endpoint, controller, input: attemptIn, response: undefined };
@@ -284,7 +266,6 @@ async function hedgedAttempt(
       if (second === undefined) return;
       if (second === first) {
         settings.source.release(second, CANCELLED);
-        ctx.attempts--;
         return;
       }
       await run(second);

@@ -50,7 +50,7 @@ export async function relayBuffered(
   const errorField = (parsed as { error?: unknown }).error;
   if (errorField !== undefined && errorField !== null) {
     const decoded = decodeUpstreamErrorObject(status, errorField);
-    return failure(res, ctx, decoded.error, failed(decoded.category, status));
+    return failure(res, ctx, decoded.error, failed(decoded.category, decoded.status));
   }
   const usage = readUsage((parsed as { usage?: unknown }).usage);
   if (usage !== undefined) ctx.usage = usage;

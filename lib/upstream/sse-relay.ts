@@ -171,7 +171,7 @@ export class SseRelay implements SseVisitor {
     const errorField = (parsed as { error?: unknown } | null)?.error ?? (isErrorEvent ? parsed : undefined);
     if (errorField === undefined || errorField === null) return false;
     const decoded = decodeUpstreamErrorObject(this.response.statusCode, errorField);
-    this.fail(decoded.error, failed(decoded.category, this.response.statusCode));
+    this.fail(decoded.error, failed(decoded.category, decoded.status));
     return true;
   }
 
