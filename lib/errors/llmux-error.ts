@@ -16,8 +16,11 @@ export interface LlmuxErrorInit {
   code: string;
   /** The request field at fault, when there is one (OpenAI's `param`). */
   param?: string | null;
-  /** Seconds for the `Retry-After` header; set on every 429 and 503 (defaults to 1 there). */
-  retryAfterSeconds?: number;
+  /**
+   * Seconds for the `Retry-After` header; set on every 429 and 503 (defaults to 1 there). `null`
+   * sends none: waiting cannot help (a spent budget, a request larger than a whole limit).
+   */
+  retryAfterSeconds?: number | null;
   /** Extra response headers (for example the `RateLimit-*` family). */
   headers?: Record<string, string>;
   /**
@@ -59,7 +62,9 @@ export class LlmuxError extends Error {
     this.headers = init.headers;
     this.shouldRetry = init.shouldRetry ?? errorSpecOf(init.code)?.retryable;
     this.retryAfterSeconds =
-      init.retryAfterSeconds ?? (init.status === 429 || init.status === 503 ? 1 : undefined);
+      init.retryAfterSeconds === null
+        ? undefined
+        : (init.retryAfterSeconds ?? (init.status === 429 || init.status === 503 ? 1 : undefined));
   }
 
   /** The OpenAI-shaped body. */
@@ -80,7 +85,7 @@ export interface LlmuxErrorOptions {
   /** Another 4xx status, only for codes the catalog marks `anyClientStatus`. */
   status?: number;
   param?: string | null;
-  retryAfterSeconds?: number;
+  retryAfterSeconds?: number | null;
   headers?: Record<string, string>;
   shouldRetry?: boolean;
   cause?: unknown;

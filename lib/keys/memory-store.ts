@@ -12,7 +12,7 @@ import {
   type RecordKind,
   type SpendBucket,
 } from './store-front.js';
-import type { Admission, ApiKey, AuthFailureState, KeyStore, Team, User } from './types.js';
+import type { Admission, ApiKey, AuthFailureState, KeyLookup, KeyStore, Team, User } from './types.js';
 import { resolveAccountingOptions, type AuthFailureOptions } from './validate.js';
 
 export type { AuthFailureOptions } from './validate.js';
@@ -140,6 +140,14 @@ export class MemoryKeyStore extends KeyStoreFront implements KeyStore {
   ): Promise<AuthFailureState> {
     return this.accounting.authFailures(address, nowMs, mode);
   }
+  protected async lookup(hash: string | undefined, address: string, nowMs: number): Promise<KeyLookup> {
+    const id = hash === undefined ? undefined : this.records.keyIdOf(hash);
+    return {
+      key: id === undefined ? undefined : (this.out('key', id) as ApiKey),
+      failures: this.accounting.authFailures(address, nowMs, 'peek'),
+    };
+  }
+
 
   private insertKeyNow(values: Record<string, unknown>): string {
     const id = this.records.insertKey(values);

@@ -547,3 +547,29 @@ redis.call('HSET', failures, address, fmt(startMs) .. ' ' .. fmt(count))
 touch()
 return state()
 `;
+
+/**
+ * What authenticating a request reads, in one round trip and without writing: the key with a hash
+ * (`''` for none) and the failed-auth state of an address. ARGV: prefix, hash, address, now, max,
+ * windowMs. Returns `{records, blocked ('1' | '0'), retryAfterMs}` where records holds the key
+ * (as READ_SCRIPT returns it) or nothing.
+ */
+export const LOOKUP_SCRIPT = `${HELPERS}
+local hash, address, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local max, windowMs = tonumber(ARGV[5]), tonumber(ARGV[6])
+local found = {}
+if hash ~= '' then
+  local id = redis.call('GET', P .. 'hash:' .. hash)
+  if id then
+    local record = readRecord('key', id)
+    if record then found[1] = record end
+  end
+end
+local stored = redis.call('HGET', P .. 'auth.failures', address)
+if stored then
+  local v = {}
+  for part in string.gmatch(stored, '%S+') do v[#v + 1] = tonumber(part) end
+  if now < v[1] + windowMs and v[2] >= max then return { found, '1', fmt(v[1] + windowMs - now) } end
+end
+return { found, '0', '0' }
+`;

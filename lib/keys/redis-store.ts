@@ -20,6 +20,7 @@ import { KeyStoreError, isKeyStoreError } from './errors.js';
 import {
   ADMIT_SCRIPT,
   AUTH_SCRIPT,
+  LOOKUP_SCRIPT,
   CREATE_KEY_SCRIPT,
   CREATE_RECORD_SCRIPT,
   DELETE_SCRIPT,
@@ -33,6 +34,7 @@ import type {
   Admission,
   ApiKey,
   AuthFailureState,
+  KeyLookup,
   KeyStore,
   RateLimitState,
   RefusalReason,
@@ -131,6 +133,7 @@ const SCRIPTS = Object.freeze({
   settle: redisScript(SETTLE_SCRIPT),
   spend: redisScript(SPEND_SCRIPT),
   auth: redisScript(AUTH_SCRIPT),
+  lookup: redisScript(LOOKUP_SCRIPT),
 });
 
 const OWNER = 'RedisKeyStore';
@@ -491,6 +494,34 @@ export class RedisKeyStore extends KeyStoreFront implements KeyStore {
       throw err;
     }
     return reply[0] === '1' ? { blocked: true, retryAfterMs: Number(reply[1]) } : { ...NOT_BLOCKED };
+  }
+
+  protected async lookup(hash: string | undefined, address: string, now: number): Promise<KeyLookup> {
+    let reply: [RecordReply[], string, string];
+    try {
+      await this.seeded();
+      reply = (await this.exec(SCRIPTS.lookup, [
+        this.keyPrefix,
+        hash ?? '',
+        address,
+        String(now),
+        String(this.authMax),
+        String(this.authWindowMs),
+      ])) as [RecordReply[], string, string];
+    } catch (err) {
+      if (!(this.failOpen && isStoreUnavailableError(err))) throw err;
+      // Failing open: a key this instance read before still authenticates; no address is blocked.
+      const known = hash === undefined ? undefined : this.remembered.get(`hash:${hash}`);
+      if (hash !== undefined && known === undefined) throw err;
+      return { key: known === undefined ? undefined : (structuredClone(known) as ApiKey), failures: { ...NOT_BLOCKED } };
+    }
+    const [records, blocked, retryAfterMs] = reply;
+    const key = records.length === 0 ? undefined : (decodeRecord(records[0]!) as ApiKey);
+    if (key !== undefined && this.failOpen) this.remember(`hash:${hash}`, key);
+    return {
+      key,
+      failures: blocked === '1' ? { blocked: true, retryAfterMs: Number(retryAfterMs) } : { ...NOT_BLOCKED },
+    };
   }
 
   private async readOne(

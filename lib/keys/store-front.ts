@@ -7,6 +7,7 @@ import type {
   AdmissionRequest,
   ApiKey,
   AuthFailureState,
+  KeyLookup,
   KeyPatch,
   KeyStore,
   NewApiKey,
@@ -250,6 +251,13 @@ export abstract class KeyStoreFront implements KeyStore {
     );
   }
 
+  async lookupKey(hash: string, address: string, nowMs: number): Promise<KeyLookup> {
+    checkAddress(address);
+    const now = checkInstant(nowMs, 'nowMs');
+    const lower = typeof hash === 'string' ? hash.toLowerCase() : '';
+    return this.lookup(HASH_PATTERN.test(lower) ? lower : undefined, address, now);
+  }
+
   async authFailureState(address: string, nowMs: number): Promise<AuthFailureState> {
     checkAddress(address);
     return this.authFailures(address, checkInstant(nowMs, 'nowMs'), 'read');
@@ -323,6 +331,8 @@ export abstract class KeyStoreFront implements KeyStore {
     nowMs: number,
     mode: 'read' | 'record',
   ): Promise<AuthFailureState>;
+  /** The key with a (checked) hash, if any, and the address's state read without a touch. */
+  protected abstract lookup(hash: string | undefined, address: string, nowMs: number): Promise<KeyLookup>;
 }
 
 const CREATE_FIELDS: Readonly<Record<RecordKind, Fields>> = {

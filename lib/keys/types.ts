@@ -241,8 +241,21 @@ export interface KeyAccounting {
   spend(query: SpendQuery): Promise<SpendRow[]>;
 }
 
+/** What authenticating one request reads, in one step of the store. */
+export interface KeyLookup {
+  /** The key with the presented hash (revoked and expired ones included; the caller decides). */
+  key: ApiKey | undefined;
+  /** The failed-auth state of the client's address, read without counting or touching anything. */
+  failures: AuthFailureState;
+}
+
 /** The failed-auth limiter: failures counted per client address, in a fixed window. */
 export interface AuthFailureLimiter {
+  /**
+   * The key whose hash is `hash` and the failed-auth state of `address`, in one step (one round
+   * trip on a shared store). A `hash` that is not 64 hex digits finds no key.
+   */
+  lookupKey(hash: string, address: string, nowMs: number): Promise<KeyLookup>;
   /** Whether `address` is blocked by the failed-auth limiter now. */
   authFailureState(address: string, nowMs: number): Promise<AuthFailureState>;
   /** Counts one failed authentication for `address`; a success never resets it. */

@@ -71,8 +71,7 @@ export interface KeyAuth {
 
 const SAME_FOR_ALL_FAILURES = errors.invalidApiKey;
 /** What keyAuth calls on a store. */
-const KEY_STORE_METHODS = ['findKeyByHash', 'admit', 'settle', 'authFailureState', 'recordAuthFailure'];
-const NOT_BLOCKED = { blocked: false, retryAfterMs: 0 } as const;
+const KEY_STORE_METHODS = ['lookupKey', 'admit', 'settle', 'recordAuthFailure'];
 
 /**
  * Authenticates `Authorization: Bearer …` or `x-api-key`, then admits the request against the
@@ -128,17 +127,19 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
   ): Promise<boolean> {
     const now = clock();
     const address = clientAddress(req);
-    const failures = limitFailedAuth ? await keyStore.authFailureState(address, now) : NOT_BLOCKED;
-    if (failures.blocked) {
-      refuse(res, ctx, tooManyFailures(failures.retryAfterMs));
-      return false;
-    }
     const presented = readPresentedKey(req.headers);
-    const digest = presented === undefined ? undefined : hashApiKey(presented, pepper);
-    const key = digest === undefined ? undefined : await keyStore.findKeyByHash(digest);
-    if (key === undefined || digest === undefined || !digestsEqual(key.hash, digest) || !usable(key, now)) {
-      const state = limitFailedAuth ? await keyStore.recordAuthFailure(address, now) : NOT_BLOCKED;
-      refuse(res, ctx, state.blocked ? tooManyFailures(state.retryAfterMs) : SAME_FOR_ALL_FAILURES());
+    const digest = presented === undefined ? '' : hashApiKey(presented, pepper);
+    // One step: the key, and whether the address is blocked (which only a failure will read).
+    const { key, failures } = await keyStore.lookupKey(digest, address, now);
+    if (key === undefined || !digestsEqual(key.hash, digest) || !usable(key, now)) {
+      // A valid key is always admitted, whatever others did from its address; the limiter only
+      // makes failures from a blocked address cheap: a 429 and no further store work.
+      if (limitFailedAuth && failures.blocked) {
+        refuse(res, ctx, tooManyFailures(failures.retryAfterMs));
+        return false;
+      }
+      if (limitFailedAuth) await keyStore.recordAuthFailure(address, now);
+      refuse(res, ctx, SAME_FOR_ALL_FAILURES());
       return false;
     }
     ctx.keyId = key.id;
@@ -320,15 +321,16 @@ function refusalError(admission: Extract<Admission, { ok: false }>, model: strin
   const refusal = REFUSALS[admission.reason]!;
   const headers: Record<string, string> = {};
   if (admission.rateLimit !== undefined) Object.assign(headers, rateLimitHeaders(admission.rateLimit));
-  const budget = admission.reason === 'budget';
+  // No wait can make the request pass (a spent budget, a request above a whole tpm limit or
+  // daily quota): no Retry-After, and `x-should-retry: false` so SDKs do not sleep on it.
+  const never = admission.retryAfterMs === undefined;
   return llmuxError(refusal.code, {
-    message: `${admission.subject} ${refusal.message}`,
-    retryAfterSeconds:
-      admission.retryAfterMs === undefined
-        ? budget
-          ? 3600
-          : 1
-        : Math.max(1, Math.ceil(admission.retryAfterMs / 1000)),
+    message:
+      never && admission.reason !== 'budget'
+        ? `${admission.subject} ${refusal.message}: this request is larger than the whole limit`
+        : `${admission.subject} ${refusal.message}`,
+    retryAfterSeconds: never ? null : Math.max(1, Math.ceil(admission.retryAfterMs! / 1000)),
+    shouldRetry: never ? false : undefined,
     headers,
   });
 }

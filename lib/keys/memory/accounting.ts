@@ -260,9 +260,17 @@ export class MemoryAccounting {
     return out;
   }
 
-  /** Reads or records the failed-auth state of an address (both count as a touch). */
-  authFailures(address: string, now: number, mode: 'read' | 'record'): AuthFailureState {
+  /**
+   * Reads or records the failed-auth state of an address. Both count as a touch for the
+   * least-recently-used bound; a `peek` (authentication's look) changes nothing.
+   */
+  authFailures(address: string, now: number, mode: 'peek' | 'read' | 'record'): AuthFailureState {
     const { authMax, authWindowMs, authMaxTracked } = this.settings;
+    if (mode === 'peek') {
+      const seen = this.failures.get(address);
+      if (seen === undefined || now >= seen.startMs + authWindowMs) return NOT_BLOCKED;
+      return authState(seen, now, authMax, authWindowMs);
+    }
     let failures = this.failures.get(address);
     if (failures !== undefined) this.failures.delete(address);
     const expired = failures !== undefined && now >= failures.startMs + authWindowMs;
