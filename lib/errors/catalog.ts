@@ -187,6 +187,13 @@ export const ERROR_CATALOG = Object.freeze({
     retryable: false,
     when: "too many failed authentications from the client's address",
   },
+  client_stalled: {
+    status: 408,
+    type: 'timeout_error',
+    message: 'the client stopped reading the answer',
+    retryable: true,
+    when: 'the client left written data unread for `clientStallTimeoutMs`: a stream ends with an SSE error frame (best effort) and the connection is closed',
+  },
   client_closed: {
     status: 499,
     type: 'invalid_request_error',

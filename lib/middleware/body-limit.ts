@@ -26,15 +26,24 @@ export interface BodyLimitOptions {
    * never delivers more bytes than that header declares.
    */
   parse?: 'json' | 'none';
+  /**
+   * Deepest nesting of arrays and objects accepted in a JSON body; a deeper one is 400
+   * `invalid_json` before it is parsed (a 100 000-deep body would otherwise exhaust the stack).
+   * Default 128, far above any real request.
+   */
+  maxDepth?: number;
 }
 
 /** The resolved {@link BodyLimitOptions}. */
 export interface BodyLimitSettings extends ReadBodySettings {
   parse: 'json' | 'none';
+  maxDepth: number;
 }
 
 /** The default body bound: 1 MiB. */
 export const DEFAULT_MAX_BODY_BYTES = 1_048_576;
+/** The default bound on JSON nesting. */
+export const DEFAULT_MAX_JSON_DEPTH = 128;
 
 /** Fills defaults and validates; throws a TypeError naming a bad option. */
 export function resolveBodyLimitOptions(
@@ -47,6 +56,7 @@ export function resolveBodyLimitOptions(
     maxBytes: read.positiveInteger('maxBytes', options.maxBytes, DEFAULT_MAX_BODY_BYTES),
     decompress: read.boolean('decompress', options.decompress, true),
     parse: read.oneOf('parse', options.parse, ['json', 'none'], 'json'),
+    maxDepth: read.positiveInteger('maxDepth', options.maxDepth, DEFAULT_MAX_JSON_DEPTH),
   };
 }
 
@@ -86,7 +96,7 @@ export async function loadJsonBody(
   req: IncomingMessage,
   res: ServerResponse,
   ctx: RequestContext,
-  settings: ReadBodySettings,
+  settings: BodyLimitSettings,
 ): Promise<boolean> {
   if (ctx.body !== undefined) return true;
   const preParsed = (req as { body?: unknown }).body;
@@ -114,6 +124,10 @@ export async function loadJsonBody(
     if (failure !== 'aborted') refuseBody(req, res, ctx, failure as LlmuxError);
     return false;
   }
+  if (nestingExceeds(raw, settings.maxDepth)) {
+    refuseBody(req, res, ctx, errors.invalidJson(`nesting deeper than ${settings.maxDepth} levels`));
+    return false;
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw.toString('utf8'));
@@ -133,14 +147,64 @@ export async function loadJsonBody(
 /** Longest model name accepted; longer ones are refused rather than carried into records and labels. */
 export const MAX_MODEL_NAME_LENGTH = 256;
 
-/** Why a parsed body cannot be relayed: not an object, or a model name past any real one. */
+/**
+ * Why a parsed body cannot be relayed: not an object, a model name past any real one, or a
+ * `stream` that is not a boolean (`"true"` or `1` would be relayed as a non-stream request and
+ * its stream answer billed as nothing).
+ */
 function bodyShapeError(body: unknown): LlmuxError | undefined {
   if (!isJsonObject(body)) return errors.invalidRequest('request body must be a JSON object');
   const model = body.model;
   if (typeof model === 'string' && model.length > MAX_MODEL_NAME_LENGTH) {
     return errors.invalidRequest(`model must be at most ${MAX_MODEL_NAME_LENGTH} characters`, 'model');
   }
+  const stream = body.stream;
+  if (stream !== undefined && stream !== null && typeof stream !== 'boolean') {
+    return errors.invalidRequest('stream must be a boolean (true or false)', 'stream');
+  }
   return undefined;
+}
+
+const OPEN_BRACE = 0x7b;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACE = 0x7d;
+const CLOSE_BRACKET = 0x5d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * True when `raw` nests arrays and objects deeper than `maxDepth`. Strings are jumped over by
+ * native search (most of a large body is string content), so the scan costs a fraction of the
+ * parse. A malformed body is left for `JSON.parse` to refuse.
+ */
+export function nestingExceeds(raw: Buffer, maxDepth: number): boolean {
+  let depth = 0;
+  const length = raw.length;
+  let i = 0;
+  while (i < length) {
+    const c = raw[i]!;
+    if (c === QUOTE) {
+      let end = raw.indexOf(QUOTE, i + 1);
+      while (end !== -1 && isEscaped(raw, end)) end = raw.indexOf(QUOTE, end + 1);
+      if (end === -1) return false;
+      i = end + 1;
+      continue;
+    }
+    if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (++depth > maxDepth) return true;
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      depth--;
+    }
+    i++;
+  }
+  return false;
+}
+
+/** True when the quote at `at` is escaped: an odd run of backslashes before it. */
+function isEscaped(raw: Buffer, at: number): boolean {
+  let backslashes = 0;
+  for (let k = at - 1; k >= 0 && raw[k] === BACKSLASH; k--) backslashes++;
+  return (backslashes & 1) === 1;
 }
 
 function adoptBody(

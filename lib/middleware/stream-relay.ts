@@ -28,6 +28,19 @@ export interface StreamRelayOptions {
    * client it is a 504; after, an SSE error frame ends the stream. Default 60_000.
    */
   idleTimeoutMs?: number;
+  /**
+   * Longest a non-stream answer may take to arrive whole once its headers came, in ms: an
+   * upstream that trickles its body (a byte every few seconds never trips `idleTimeoutMs`) is cut
+   * with 504 `upstream_timeout`. A retry policy's `deadlineMs` cuts it sooner. Default 60_000.
+   */
+  responseTimeoutMs?: number;
+  /**
+   * Longest a client may leave written data unread, in ms: a stream whose client stopped reading
+   * (the relay has paused the upstream for it) ends with an SSE error frame `client_stalled` and
+   * its connection is closed, freeing its gate permit, pool slot and upstream socket; a JSON
+   * answer never read is cut the same way. Default 60_000.
+   */
+  clientStallTimeoutMs?: number;
   /** Largest upstream JSON (or error) body relayed, in bytes; a larger one is a 502. Default 16 MiB. */
   maxResponseBytes?: number;
   /** Largest single SSE event accepted from the upstream, in bytes. Default 1 MiB. */
@@ -109,6 +122,8 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
     maxResponseBytes: read.positiveInteger('maxResponseBytes', options.maxResponseBytes, 16 * 1_048_576),
     maxEventBytes: read.positiveInteger('maxEventBytes', options.maxEventBytes, 1_048_576),
     forwardHeaders: resolveForwardHeaders(read, options.forwardHeaders),
+    responseTimeoutMs: read.durationMs('responseTimeoutMs', options.responseTimeoutMs, 60_000),
+    clientStallTimeoutMs: read.durationMs('clientStallTimeoutMs', options.clientStallTimeoutMs, 60_000),
   };
   const requestStreamUsage = read.boolean('requestStreamUsage', options.requestStreamUsage, true);
   const route = read.function('route', options.route, defaultRoute);

@@ -14,6 +14,10 @@ export interface AttemptSettings {
   maxResponseBytes: number;
   maxEventBytes: number;
   forwardHeaders: readonly string[];
+  /** Longest a non-stream answer may take to arrive whole once its headers came. */
+  responseTimeoutMs: number;
+  /** Longest a client may leave written data unread before it is cut. */
+  clientStallTimeoutMs: number;
 }
 
 /** Everything one attempt works with. */
@@ -32,6 +36,8 @@ export interface AttemptInput {
   clientSignal: AbortSignal;
   /** This try's first-byte timeout when shorter than the setting (a retry deadline). */
   headersTimeoutMs?: number;
+  /** `performance.now()` by which the whole exchange must end (the retry deadline), if any. */
+  deadlineAt?: number;
   settings: AttemptSettings;
 }
 
@@ -89,7 +95,7 @@ export function transportFailure(input: AttemptInput, err: unknown, aborted: boo
     category = 'timeout';
   } else if (err instanceof LlmuxError) {
     error = err;
-    category = 'decode';
+    category = err.code === 'upstream_timeout' ? 'timeout' : 'decode';
   } else {
     error = res.headersSent ? errors.upstreamTruncated() : errors.upstreamUnreachable(err);
     category = 'network';
@@ -119,6 +125,15 @@ export function endWithError(res: ServerResponse, ctx: RequestContext, error: Ll
   } else if (!res.writableEnded && !res.destroyed) {
     res.end(sseErrorFrame(error));
   }
+}
+
+/**
+ * Cuts a client that stopped reading: the answer is recorded as `client_stalled` and the
+ * connection closed, which frees its gate permit and everything else the response held.
+ */
+export function cutStalledClient(res: ServerResponse, ctx: RequestContext): void {
+  ctx.errorCode = 'client_stalled';
+  res.destroy();
 }
 
 /** Swallows a late stream error after the relay stopped listening. */

@@ -58,7 +58,13 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
   for (let attempt = 1; ; attempt++) {
     // The deadline bounds the tries themselves, not only the waits between them.
     const attemptIn =
-      policy === undefined ? input : { ...input, headersTimeoutMs: remainingMs(policy, ctx, input.settings) };
+      policy === undefined
+        ? input
+        : {
+            ...input,
+            headersTimeoutMs: remainingMs(policy, ctx, input.settings),
+            deadlineAt: ctx.startedAt + policy.deadlineMs,
+          };
     const result = settings.hedge
       ? await hedgedAttempt(settings, attemptIn, exclude, settings.hedge)
       : await singleAttempt(settings, attemptIn, exclude);

@@ -4,9 +4,11 @@ import type { Dispatcher } from 'undici';
 import { errors } from '../errors/llmux-error.js';
 import { decodeUpstreamError, decodeUpstreamErrorObject } from '../errors/upstream.js';
 import { parseRetryAfterMs, toRetryAfterSeconds } from '../retry/retry-after.js';
+import { watchFinish } from './client-stall.js';
 import {
   answered,
   CLIENT_LEFT,
+  cutStalledClient,
   failed,
   failure,
   ignore,
@@ -25,9 +27,12 @@ export async function relayBuffered(
 ): Promise<AttemptResult> {
   const { res, ctx, settings } = input;
   const status = response.statusCode;
+  // A body that trickles in is cut: at the response deadline, or the retry deadline if sooner.
+  const now = performance.now();
+  const deadline = Math.min(now + settings.responseTimeoutMs, input.deadlineAt ?? Infinity);
   let raw: Buffer;
   try {
-    raw = await collect(response.body, settings.maxResponseBytes, controller);
+    raw = await collect(response.body, settings.maxResponseBytes, Math.max(1, Math.ceil(deadline - now)), controller);
   } catch (err) {
     return transportFailure(input, err, controller.signal.aborted);
   }
@@ -44,7 +49,7 @@ export async function relayBuffered(
   } catch {
     parsed = undefined;
   }
-  if (typeof parsed !== 'object' || parsed === null) {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     return failure(res, ctx, errors.upstreamDecode(status), failed('decode', status));
   }
   const errorField = (parsed as { error?: unknown }).error;
@@ -60,25 +65,36 @@ export async function relayBuffered(
   res.setHeader('Content-Length', raw.length);
   ctx.firstByteAt = performance.now();
   res.end(raw);
+  // A client that never reads the answer would hold its connection (and gate permit) for ever.
+  watchFinish(res, settings.clientStallTimeoutMs, () => cutStalledClient(res, ctx));
   return answered(OK);
 }
 
-/** Reads a body into one Buffer, failing (and aborting the upstream) past `maxBytes`. */
+/**
+ * Reads a body into one Buffer, failing (and aborting the upstream) past `maxBytes` or when it is
+ * not whole within `timeoutMs`.
+ */
 function collect(
   body: Dispatcher.ResponseData['body'],
   maxBytes: number,
+  timeoutMs: number,
   controller: AbortController,
 ): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const stop = (error: unknown) => {
+      cleanup();
+      controller.abort();
+      body.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => stop(errors.upstreamTimeout('response')), timeoutMs);
+    timer.unref();
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > maxBytes) {
-        cleanup();
-        controller.abort();
-        body.destroy();
-        reject(errors.upstreamTooLarge(maxBytes));
+        stop(errors.upstreamTooLarge(maxBytes));
         return;
       }
       chunks.push(chunk);
@@ -92,6 +108,7 @@ function collect(
       reject(err);
     };
     const cleanup = () => {
+      clearTimeout(timer);
       body.off('data', onData);
       body.off('end', onEnd);
       body.off('error', onError);

@@ -3,8 +3,10 @@
 import type { Dispatcher } from 'undici';
 import { errors, llmuxError, type LlmuxError } from '../errors/llmux-error.js';
 import { decodeUpstreamErrorObject } from '../errors/upstream.js';
+import { watchDrain, watchFinish } from './client-stall.js';
 import {
   answered,
+  cutStalledClient,
   failed,
   failure,
   ignore,
@@ -37,6 +39,8 @@ export class SseRelay implements SseVisitor {
   private runEnd = 0;
   private readonly batch: Buffer[] = [];
   private flushScheduled = false;
+  /** Cancels the watch on a paused client, while one runs. */
+  private cancelStallWatch: (() => void) | undefined = undefined;
   private resolve!: (result: AttemptResult) => void;
 
   constructor(
@@ -83,17 +87,29 @@ export class SseRelay implements SseVisitor {
   };
 
   private readonly onDrain = (): void => {
+    this.cancelStallWatch?.();
+    this.cancelStallWatch = undefined;
     if (!this.finished) this.response.body.resume();
+  };
+
+  /** The client left what was written unread for `clientStallTimeoutMs`: cut it, free the upstream. */
+  private readonly onClientStalled = (): void => {
+    this.cancelStallWatch = undefined;
+    if (this.finished) return;
+    const { res, ctx } = this.input;
+    this.fail(llmuxError('client_stalled'), failed('cancelled'));
+    cutStalledClient(res, ctx);
   };
 
   private readonly onEnd = (): void => {
     if (this.finished) return;
     if (this.sawDone) {
-      const res = this.input.res;
+      const { res, ctx, settings } = this.input;
       this.flush();
       if (!this.started) this.startResponse();
       res.end();
       this.finish(answered(OK));
+      watchFinish(res, settings.clientStallTimeoutMs, () => cutStalledClient(res, ctx));
       return;
     }
     this.fail(errors.upstreamTruncated(), failed('network'));
@@ -156,7 +172,10 @@ export class SseRelay implements SseVisitor {
     const res = this.input.res;
     if (res.destroyed) return;
     res.write(bytes);
-    if (!this.finished && res.writableNeedDrain) this.response.body.pause();
+    if (!this.finished && res.writableNeedDrain) {
+      this.response.body.pause();
+      this.cancelStallWatch ??= watchDrain(res, this.input.settings.clientStallTimeoutMs, this.onClientStalled);
+    }
   }
 
   /** True when the frame was an error and the stream was ended. */
@@ -220,6 +239,8 @@ export class SseRelay implements SseVisitor {
     body.off('error', this.onError);
     body.on('error', ignore);
     this.input.res.off('drain', this.onDrain);
+    this.cancelStallWatch?.();
+    this.cancelStallWatch = undefined;
     if (!body.destroyed && !this.sawDone) body.destroy();
     this.resolve(result);
   }
