@@ -199,6 +199,11 @@ export function ensureContext(req: IncomingMessage, res: ServerResponse): Reques
   return ctx;
 }
 
+/** The client's address as the socket sees it (`unknown` when it is gone); what limiters count by by default. */
+export function socketAddress(req: IncomingMessage): string {
+  return req.socket?.remoteAddress ?? 'unknown';
+}
+
 /**
  * Runs `listener` once when the response closes (finished, or the client left). When it already
  * closed — the client left while an earlier middleware was awaiting — it runs on the next tick,

@@ -4,7 +4,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import type { Request, Response } from 'express';
-import { ensureContext, getContext } from '../context.js';
+import { ensureContext, getContext, socketAddress } from '../context.js';
+import { OptionReader } from '../options.js';
 import { errors, LlmuxError, sendError, llmuxError } from '../errors/llmux-error.js';
 import { bodyLimit } from '../middleware/body-limit.js';
 import { asyncHandler, recovery } from '../middleware/recovery.js';
@@ -44,6 +45,14 @@ export interface ManagementRouterOptions {
   clock?: () => number;
   /** Receives one event per unexpected (5xx) failure. Default: JSON lines on stderr. */
   logger?: Logger;
+  /**
+   * After too many wrong admin keys from one address (the store's failed-auth limiter, counted
+   * apart from client keys), further failures from it get 429 `too_many_auth_failures`; the right
+   * admin key is always let in. Default true.
+   */
+  limitFailedAuth?: boolean;
+  /** The address the limiter counts by. Default: the socket's remote address. */
+  clientAddress?: (req: IncomingMessage) => string;
 }
 
 /** A key as the management API shows it: never its hash, never its secret. */
@@ -162,24 +171,35 @@ export function managementRouter(options: ManagementRouterOptions): express.Rout
   const adminDigest = sha256(settings.adminKey);
   const router = express.Router();
 
-  router.use(MANAGED_PATHS, function llmuxAdminGuard(req: Request, res: Response, next: Next): void {
+  const guard = async (req: Request, res: Response, next: Next): Promise<void> => {
     const ctx = ensureContext(req, res);
     res.setHeader('Cache-Control', 'no-store');
     const token = bearerToken(req.headers.authorization);
+    // Both sides hashed to 32 bytes: the comparison takes the same time whatever was presented.
+    if (token !== undefined && timingSafeEqual(sha256(token), adminDigest)) {
+      next();
+      return;
+    }
+    if (settings.limitFailedAuth) {
+      const address = `admin:${settings.clientAddress(req)}`;
+      const now = clock();
+      if ((await store.authFailureState(address, now)).blocked) {
+        ctx.errorCode = 'too_many_auth_failures';
+        sendError(res, llmuxError('too_many_auth_failures'));
+        return;
+      }
+      await store.recordAuthFailure(address, now);
+    }
     if (token === undefined) {
       ctx.errorCode = 'invalid_api_key';
       res.setHeader('WWW-Authenticate', 'Bearer');
       sendError(res, errors.invalidApiKey());
       return;
     }
-    // Both sides hashed to 32 bytes: the comparison takes the same time whatever was presented.
-    if (!timingSafeEqual(sha256(token), adminDigest)) {
-      ctx.errorCode = 'admin_required';
-      sendError(res, adminRequired());
-      return;
-    }
-    next();
-  });
+    ctx.errorCode = 'admin_required';
+    sendError(res, adminRequired());
+  };
+  router.use(MANAGED_PATHS, asyncHandler(guard));
 
   // Keys: the secret is generated here, hashed, and shown once; DELETE revokes (kept, for audit).
   router
@@ -284,6 +304,8 @@ interface ResolvedOptions {
   adminKey: string;
   pepper: string | undefined;
   clock: () => number;
+  limitFailedAuth: boolean;
+  clientAddress: (req: IncomingMessage) => string;
   logger: Logger;
 }
 
@@ -327,6 +349,10 @@ function resolveOptions(options: ManagementRouterOptions): ResolvedOptions {
       }`,
     );
   }
+  // A bearer token never holds white space or control characters: such a key could never match.
+  if (/\s/.test(adminKey) || [...adminKey].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)) {
+    throw new TypeError('managementRouter: adminKey must not hold white space or control characters');
+  }
   if (pepper !== undefined && (typeof pepper !== 'string' || pepper.length === 0)) {
     throw new TypeError(`managementRouter: pepper must be a non-empty string, got ${typeof pepper}`);
   }
@@ -339,7 +365,16 @@ function resolveOptions(options: ManagementRouterOptions): ResolvedOptions {
   ) {
     throw new TypeError(`managementRouter: logger must have an error(message, fields) method`);
   }
-  return { store, adminKey, pepper, clock: clock ?? Date.now, logger: logger ?? stderrLogger };
+  const read = new OptionReader('managementRouter');
+  return {
+    store,
+    adminKey,
+    pepper,
+    clock: clock ?? Date.now,
+    logger: logger ?? stderrLogger,
+    limitFailedAuth: read.boolean('limitFailedAuth', options.limitFailedAuth, true),
+    clientAddress: read.function('clientAddress', options.clientAddress, socketAddress),
+  };
 }
 
 function sha256(text: string): Buffer {

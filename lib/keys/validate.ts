@@ -133,8 +133,9 @@ function checkName(value: unknown, field: string): string {
 }
 
 function checkId(value: unknown, field: string): string {
-  if (typeof value !== 'string' || !ID_PATTERN.test(value)) {
-    throw invalid(field, 'must be 1-128 characters of A-Z, a-z, 0-9 and . _ : @ -');
+  // `.` and `..` pass the pattern but name no record in a URL path: they would be unreachable.
+  if (typeof value !== 'string' || !ID_PATTERN.test(value) || value === '.' || value === '..') {
+    throw invalid(field, 'must be 1-128 characters of A-Z, a-z, 0-9 and . _ : @ -, and not . or ..');
   }
   return value;
 }

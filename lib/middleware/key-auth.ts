@@ -3,7 +3,7 @@
 // step, and the request's real cost settled exactly once when it ends, on every path.
 import { OptionReader } from '../options.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ensureContext, onResponseClose, type RequestContext } from '../context.js';
+import { ensureContext, onResponseClose, socketAddress, type RequestContext } from '../context.js';
 import type { LlmuxErrorCode } from '../errors/catalog.js';
 import { errors, LlmuxError, sendError, llmuxError } from '../errors/llmux-error.js';
 import { digestsEqual, hashApiKey, readPresentedKey } from '../keys/hash.js';
@@ -110,7 +110,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
       : new Pricing(read.object('pricing', options.pricing));
   const defaultMaxTokens = read.positiveInteger('defaultMaxTokens', options.defaultMaxTokens, 4096);
   const clock = read.function('clock', options.clock, Date.now);
-  const clientAddress = read.function('clientAddress', options.clientAddress, defaultClientAddress);
+  const clientAddress = read.function('clientAddress', options.clientAddress, socketAddress);
   const limitFailedAuth = read.boolean('limitFailedAuth', options.limitFailedAuth, true);
   const logger = read.implementing<Logger>(
     'logger',
@@ -234,9 +234,6 @@ function usable(key: ApiKey, now: number): boolean {
   return !key.revoked && (key.expiresAt === undefined || key.expiresAt > now);
 }
 
-function defaultClientAddress(req: IncomingMessage): string {
-  return req.socket?.remoteAddress ?? 'unknown';
-}
 
 /**
  * Worst-case tokens of a request: its prompt by size, its completion by its own cap, or by

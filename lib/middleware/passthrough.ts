@@ -1,6 +1,7 @@
 // A plain reverse proxy (http-proxy-middleware) for routes without LLM semantics — /v1/models,
 // files — with the relay's key instead of the client's and errors in the OpenAI shape.
 import { OptionReader } from '../options.js';
+import { resolveForwardHeaders } from '../upstream/forward-headers.js';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { ensureContext, getContext } from '../context.js';
@@ -23,6 +24,13 @@ export interface PassthroughOptions {
   timeoutMs?: number;
   /** Maps a request to the upstream route after the base path. Default: the path after `/v1`. */
   route?: (req: IncomingMessage) => string;
+  /**
+   * Client headers forwarded upstream besides those that describe the body and the client
+   * (`accept`, `accept-encoding`, `content-type`, `content-length`, `content-encoding`,
+   * `transfer-encoding`, `user-agent`), lower-case; every other one (an `OpenAI-Organization`,
+   * an `X-Forwarded-For`) is dropped, as the relay does. Credentials never are. Default `['openai-beta']`.
+   */
+  forwardHeaders?: readonly string[];
 }
 
 /** The middleware returned by {@link passthrough}. */
@@ -32,20 +40,33 @@ const ENDPOINT = Symbol('llmux.passthroughEndpoint');
 const TIMED_OUT = Symbol('llmux.passthroughTimedOut');
 type WithEndpoint = IncomingMessage & { [ENDPOINT]?: UpstreamEndpoint; [TIMED_OUT]?: boolean };
 
+/** The headers that describe the body and the client, forwarded on every proxied request. */
+const BODY_HEADERS: readonly string[] = [
+  'accept',
+  'accept-encoding',
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'transfer-encoding',
+  'user-agent',
+];
+
 /**
- * Replaces the client's credentials by the upstream's on the request itself, before the proxy
- * copies its headers: http-proxy skips its `proxyReq` hook for `Expect: 100-continue` requests,
- * so a rewrite there could be bypassed. `Expect` is dropped for the same reason.
+ * Keeps only the allowed client headers and puts the upstream's key in, on the request itself,
+ * before the proxy copies its headers: http-proxy skips its `proxyReq` hook for
+ * `Expect: 100-continue` requests, so a rewrite there could be bypassed (`Expect` is not kept).
  */
-function rewriteCredentials(req: IncomingMessage, endpoint: UpstreamEndpoint, requestId: string): void {
+function rewriteHeaders(
+  req: IncomingMessage,
+  allowed: ReadonlySet<string>,
+  endpoint: UpstreamEndpoint,
+  requestId: string,
+): void {
   const headers = req.headers;
-  delete headers.expect;
-  delete headers['x-api-key'];
-  delete headers['api-key'];
-  delete headers.cookie;
-  delete headers['proxy-authorization'];
-  if (endpoint.apiKey === undefined) delete headers.authorization;
-  else headers.authorization = `Bearer ${endpoint.apiKey}`;
+  for (const name of Object.keys(headers)) {
+    if (!allowed.has(name)) delete headers[name];
+  }
+  if (endpoint.apiKey !== undefined) headers.authorization = `Bearer ${endpoint.apiKey}`;
   headers['x-request-id'] = requestId;
 }
 
@@ -64,6 +85,10 @@ export function passthrough(options: PassthroughOptions): Passthrough {
   const source = toUpstreamSource(options.target, 'passthrough');
   const timeoutMs = read.durationMs('timeoutMs', options.timeoutMs, 60_000);
   const route = read.function('route', options.route, defaultRoute);
+  const allowed: ReadonlySet<string> = new Set([
+    ...BODY_HEADERS,
+    ...resolveForwardHeaders(read, options.forwardHeaders),
+  ]);
 
   const llmuxPlugin: Plugin = (proxyServer) => {
     proxyServer.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage, res: ServerResponse) => {
@@ -136,7 +161,7 @@ export function passthrough(options: PassthroughOptions): Passthrough {
     ctx.upstream = endpoint.name;
     ctx.attempts++;
     (req as WithEndpoint)[ENDPOINT] = endpoint;
-    rewriteCredentials(req, endpoint, ctx.id);
+    rewriteHeaders(req, allowed, endpoint, ctx.id);
     res.once('close', () => {
       const ok = res.statusCode < 500 && res.writableFinished;
       source.release(

@@ -8,6 +8,7 @@ import { ClientCache, type ClientCacheOptions } from '../upstream/client-cache.j
 import { runExchange, type ExchangeSettings, type HedgeOptions } from '../upstream/exchange.js';
 import { retry, RetryPolicy, type RetryOptions } from '../retry/policy.js';
 import { OptionReader } from '../options.js';
+import { resolveForwardHeaders } from '../upstream/forward-headers.js';
 import { toUpstreamSource, type StaticUpstreamOptions, type UpstreamSource } from '../upstream/source.js';
 import type { AttemptSettings } from '../upstream/attempt.js';
 
@@ -87,13 +88,6 @@ export interface StreamRelay {
   close(): Promise<void>;
 }
 
-const CREDENTIAL_HEADERS = new Set([
-  'authorization',
-  'x-api-key',
-  'cookie',
-  'proxy-authorization',
-  'api-key',
-]);
 
 /**
  * Relays OpenAI-compatible requests to an upstream. JSON answers are read (up to
@@ -198,17 +192,6 @@ function resolveRetry(
   return retry(read.object('retry', value));
 }
 
-function resolveForwardHeaders(read: OptionReader, value: readonly string[] | undefined): readonly string[] {
-  if (value === undefined) return ['openai-beta'];
-  if (!Array.isArray(value) || !value.every((name) => typeof name === 'string' && name.length > 0)) {
-    read.fail('forwardHeaders', 'an array of header names', value);
-  }
-  const names = value.map((name) => name.toLowerCase());
-  for (const name of names) {
-    if (CREDENTIAL_HEADERS.has(name)) read.fail('forwardHeaders', 'free of credential headers', name);
-  }
-  return names;
-}
 
 /** The bytes to send upstream; re-serialized only when usage had to be requested. */
 function requestPayload(

@@ -4,8 +4,8 @@ import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { StoreUnavailableError, isStoreUnavailableError } from '../errors/store.js';
 
-/** Redis errors that mean "not now" rather than "wrong". */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOREPLICAS)\b/;
+/** Redis errors that mean "not now" rather than "wrong" (OOM: Redis refuses writes at maxmemory). */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOREPLICAS|OOM)\b/;
 const URL_PATTERN = /^rediss?:\/\//i;
 
 /** A Lua script and its SHA-1, for EVALSHA. */
