@@ -13,6 +13,7 @@ import {
   sendError,
   type LlmuxErrorCode,
 } from '../lib/index.js';
+import { renderErrorTable } from '../scripts/error-table.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -64,6 +65,11 @@ describe('the error catalog', () => {
         type: spec.type,
       });
     }
+  });
+
+  it('is what README shows: its error table is the one rendered from the catalog (npm run docs:errors)', () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    expect(readme).toContain(renderErrorTable());
   });
 
   it('is documented whole in the README: every code llmux sends has a row', () => {

@@ -44,7 +44,7 @@ export const ERROR_CATALOG = Object.freeze({
     type: 'invalid_request_error',
     message: 'request body is not valid JSON',
     retryable: false,
-    when: 'the body is not valid JSON',
+    when: 'the body is not valid JSON, or nests deeper than `maxDepth`',
   },
   invalid_request: {
     status: 400,
@@ -52,7 +52,7 @@ export const ERROR_CATALOG = Object.freeze({
     type: 'invalid_request_error',
     message: 'the request could not be read',
     retryable: false,
-    when: 'the body is not a JSON object, or another client mistake',
+    when: 'the body is not a JSON object, `stream` is not a boolean (`param: "stream"`), or another client mistake',
   },
   invalid_encoding: {
     status: 400,
@@ -150,7 +150,7 @@ export const ERROR_CATALOG = Object.freeze({
     type: 'rate_limit_error',
     message: 'rate limit reached',
     retryable: true,
-    when: "the upstream rate-limited the relay (its `Retry-After` is passed on), or the key's, team's or user's `rpm` / `tpm` is reached (with `RateLimit-*`)",
+    when: "the upstream rate-limited the relay (its `Retry-After` is passed on), or the key's, team's or user's `rpm` / `tpm` is reached (with `RateLimit-*`; a request above a whole limit gets `x-should-retry: false` and no `Retry-After`)",
   },
   upstream_insufficient_quota: {
     status: 429,
@@ -164,14 +164,14 @@ export const ERROR_CATALOG = Object.freeze({
     type: 'insufficient_quota',
     message: 'budget exhausted',
     retryable: false,
-    when: "the key's, team's or user's budget is spent (`x-should-retry: false`)",
+    when: "the key's, team's or user's budget is spent (`x-should-retry: false`, no `Retry-After`)",
   },
   daily_quota_exceeded: {
     status: 429,
     type: 'rate_limit_error',
     message: 'daily quota reached',
     retryable: false,
-    when: '`dailyRequests` / `dailyTokens` reached; `Retry-After` to 00:00 UTC',
+    when: '`dailyRequests` / `dailyTokens` reached; `Retry-After` to 00:00 UTC, `x-should-retry: false`',
   },
   too_many_parallel_requests: {
     status: 429,
@@ -185,7 +185,7 @@ export const ERROR_CATALOG = Object.freeze({
     type: 'rate_limit_error',
     message: 'too many failed authentication attempts; try again later',
     retryable: false,
-    when: "too many failed authentications from the client's address",
+    when: 'a failed authentication from an address with too many already (`x-should-retry: false`); a valid key is still admitted',
   },
   client_stalled: {
     status: 408,
