@@ -225,7 +225,8 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
     };
     let now = T0;
     const { app, relay } = gateway(store, { clock: () => now });
-    const send = (key: string) => request(app).post('/v1/chat/completions').set('x-api-key', key).send(chat());
+    const send = (key: string) =>
+      request(app).post('/v1/chat/completions').set('x-api-key', key).send(chat());
     // The 5th failure itself is still a 401: the limiter changes what comes after it.
     for (let i = 0; i < 5; i++) expect((await send(`sk-wrong-${i}`)).status).toBe(401);
     const sixth = await send('sk-wrong-6');

@@ -148,7 +148,6 @@ export class MemoryKeyStore extends KeyStoreFront implements KeyStore {
     };
   }
 
-
   private insertKeyNow(values: Record<string, unknown>): string {
     const id = this.records.insertKey(values);
     this.accounting.open('key', id);

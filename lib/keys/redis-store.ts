@@ -513,7 +513,10 @@ export class RedisKeyStore extends KeyStoreFront implements KeyStore {
       // Failing open: a key this instance read before still authenticates; no address is blocked.
       const known = hash === undefined ? undefined : this.remembered.get(`hash:${hash}`);
       if (hash !== undefined && known === undefined) throw err;
-      return { key: known === undefined ? undefined : (structuredClone(known) as ApiKey), failures: { ...NOT_BLOCKED } };
+      return {
+        key: known === undefined ? undefined : (structuredClone(known) as ApiKey),
+        failures: { ...NOT_BLOCKED },
+      };
     }
     const [records, blocked, retryAfterMs] = reply;
     const key = records.length === 0 ? undefined : (decodeRecord(records[0]!) as ApiKey);

@@ -234,7 +234,6 @@ function usable(key: ApiKey, now: number): boolean {
   return !key.revoked && (key.expiresAt === undefined || key.expiresAt > now);
 }
 
-
 /**
  * Worst-case tokens of a request: its prompt by size, its completion by its own cap, or by
  * `defaultMaxTokens` (`capped: true`: the caller must then send that cap upstream).

@@ -88,7 +88,6 @@ export interface StreamRelay {
   close(): Promise<void>;
 }
 
-
 /**
  * Relays OpenAI-compatible requests to an upstream. JSON answers are read (up to
  * `maxResponseBytes`) so usage is recorded and an `{"error": …}` body is always treated as an
@@ -191,7 +190,6 @@ function resolveRetry(
   if (value === undefined || value instanceof RetryPolicy) return value;
   return retry(read.object('retry', value));
 }
-
 
 /** The bytes to send upstream; re-serialized only when usage had to be requested. */
 function requestPayload(

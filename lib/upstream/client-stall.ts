@@ -20,7 +20,12 @@ export function watchFinish(res: ServerResponse, timeoutMs: number, onStall: () 
   return watch(res, 'finish', timeoutMs, onStall);
 }
 
-function watch(res: ServerResponse, until: 'drain' | 'finish', timeoutMs: number, onStall: () => void): () => void {
+function watch(
+  res: ServerResponse,
+  until: 'drain' | 'finish',
+  timeoutMs: number,
+  onStall: () => void,
+): () => void {
   let done = false;
   const cancel = (): void => {
     if (done) return;

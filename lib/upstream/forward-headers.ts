@@ -16,7 +16,10 @@ const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set([
 export const DEFAULT_FORWARD_HEADERS: readonly string[] = Object.freeze(['openai-beta']);
 
 /** Checks a `forwardHeaders` option: lower-cased names, no credential among them. */
-export function resolveForwardHeaders(read: OptionReader, value: readonly string[] | undefined): readonly string[] {
+export function resolveForwardHeaders(
+  read: OptionReader,
+  value: readonly string[] | undefined,
+): readonly string[] {
   if (value === undefined) return DEFAULT_FORWARD_HEADERS;
   if (!Array.isArray(value) || !value.every((name) => typeof name === 'string' && name.length > 0)) {
     read.fail('forwardHeaders', 'an array of header names', value);

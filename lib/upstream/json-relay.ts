@@ -32,7 +32,12 @@ export async function relayBuffered(
   const deadline = Math.min(now + settings.responseTimeoutMs, input.deadlineAt ?? Infinity);
   let raw: Buffer;
   try {
-    raw = await collect(response.body, settings.maxResponseBytes, Math.max(1, Math.ceil(deadline - now)), controller);
+    raw = await collect(
+      response.body,
+      settings.maxResponseBytes,
+      Math.max(1, Math.ceil(deadline - now)),
+      controller,
+    );
   } catch (err) {
     return transportFailure(input, err, controller.signal.aborted);
   }

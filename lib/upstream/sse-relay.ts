@@ -174,7 +174,11 @@ export class SseRelay implements SseVisitor {
     res.write(bytes);
     if (!this.finished && res.writableNeedDrain) {
       this.response.body.pause();
-      this.cancelStallWatch ??= watchDrain(res, this.input.settings.clientStallTimeoutMs, this.onClientStalled);
+      this.cancelStallWatch ??= watchDrain(
+        res,
+        this.input.settings.clientStallTimeoutMs,
+        this.onClientStalled,
+      );
     }
   }
 
