@@ -101,6 +101,11 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
       promptTokens: res.body.usage.prompt_tokens,
       completionTokens: res.body.usage.completion_tokens,
       totalTokens: res.body.usage.total_tokens,
+      cachedTokens: 0,
+      cacheWriteTokens: 0,
+      reasoningTokens: 0,
+      audioPromptTokens: 0,
+      audioCompletionTokens: 0,
     });
     expect(contexts[0]!.attempts).toBe(1);
     await relay.close();

@@ -2,6 +2,10 @@
 // Middlewares never talk through module globals; they read and fill this.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { protocolOf } from './protocol/builtin.js';
+import { OPENAI } from './protocol/openai.js';
+import type { ProtocolRoute, WireProtocol } from './protocol/types.js';
+import type { Usage } from './usage.js';
 
 /** One upstream attempt of a request, for metrics and the tracker. */
 export interface AttemptRecord {
@@ -13,12 +17,7 @@ export interface AttemptRecord {
   status: number | undefined;
 }
 
-/** Token usage read from an upstream response. */
-export interface Usage {
-  promptTokens: number;
-  completionTokens: number;
-  totalTokens: number;
-}
+export type { Usage } from './usage.js';
 
 /**
  * Everything llmux knows about one client request. Created by {@link requestContext} (or lazily
@@ -35,6 +34,13 @@ export class RequestContext {
   body: Record<string, unknown> | undefined = undefined;
   /** The raw request bytes as received, when llmux read them; forwarded as-is when unchanged. */
   rawBody: Buffer | undefined = undefined;
+  /**
+   * The request's wire protocol: it reads the body and the answer and shapes the errors.
+   * Found from the route when the context is made; the preset sets it from the route it matched.
+   */
+  protocol: WireProtocol;
+  /** The protocol route the request matched (undefined for a path no protocol serves). */
+  route: ProtocolRoute | undefined;
   /** `model` from the body, when it is a string. */
   model: string | undefined = undefined;
   /** True when the client asked for `stream: true`. */
@@ -73,10 +79,12 @@ export class RequestContext {
   private settledState = false;
   private settledListeners: (() => void)[] | undefined = undefined;
 
-  constructor(id: string) {
+  constructor(id: string, protocol: WireProtocol = OPENAI, route?: ProtocolRoute) {
     this.id = id;
     this.startedAt = performance.now();
     this.startedAtEpochMs = Date.now();
+    this.protocol = protocol;
+    this.route = route;
   }
 
   /**
@@ -192,7 +200,8 @@ export function ensureContext(req: IncomingMessage, res: ServerResponse): Reques
   if (existing !== undefined) return existing;
   const incoming = req.headers[REQUEST_ID_HEADER];
   const id = typeof incoming === 'string' && isSaneRequestId(incoming) ? incoming : randomUUID();
-  const ctx = new RequestContext(id);
+  const { protocol, route } = protocolOf(req.method, req.url);
+  const ctx = new RequestContext(id, protocol, route);
   locals.llmux = ctx;
   if (!res.headersSent) res.setHeader(REQUEST_ID_HEADER, id);
   onResponseClose(res, () => ctx.markResponseClosed());

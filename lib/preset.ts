@@ -20,11 +20,27 @@ import type { Logger } from './log.js';
 import { requestContext } from './middleware/request-context.js';
 import { streamRelay, type StreamRelay, type StreamRelayOptions } from './middleware/stream-relay.js';
 import { toUpstreamSource, type StaticUpstreamOptions, type UpstreamSource } from './upstream/source.js';
+import { ProtocolSources } from './upstream/protocol-sources.js';
+import { BUILTIN_PROTOCOLS } from './protocol/builtin.js';
+import { pathOf, RouteTable } from './protocol/routes.js';
+import type { ProtocolName, WireProtocol } from './protocol/types.js';
 
 /** Options of {@link llmux}. */
 export interface LlmuxOptions {
   /** Where requests go: a base URL, `{ url, apiKeys }`, or an {@link UpstreamSource}. */
   upstream: UpstreamSource | StaticUpstreamOptions | string;
+  /**
+   * Upstreams of their own for some protocols, e.g. Anthropic's API for the Messages routes:
+   * `{ 'anthropic-messages': { url: 'https://api.anthropic.com/v1', apiKeys: [key] } }`. A
+   * protocol without one uses `upstream`. Default: none.
+   */
+  upstreams?: Partial<Record<ProtocolName, UpstreamSource | StaticUpstreamOptions | string>>;
+  /**
+   * The protocols served: `'openai'` (Chat Completions, Completions, Embeddings),
+   * `'openai-responses'` (the Responses API) and `'anthropic-messages'` (Anthropic's Messages
+   * API). Routes of the others are 404. Default: all of them.
+   */
+  protocols?: readonly ProtocolName[];
   /**
    * Client authentication and accounting, see {@link keyAuth}: `{ store, pricing, … }`, or
    * `{ keys }` for a fixed list; `false` turns it off (only behind your own auth).
@@ -65,8 +81,12 @@ export type LlmuxRouter = express.Router & {
   close(): Promise<void>;
 };
 
-/** The OpenAI routes the preset relays with usage accounting. */
-export const RELAYED_ROUTES = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'] as const;
+/** The routes the preset relays with usage accounting (those that generate or embed). */
+export const RELAYED_ROUTES: readonly string[] = Object.freeze(
+  BUILTIN_PROTOCOLS.flatMap((protocol) =>
+    protocol.routes.filter((route) => route.operation !== 'free').map((route) => route.path),
+  ),
+);
 
 /**
  * An Express Router serving the OpenAI routes through llmux, in this order: request context →
@@ -87,9 +107,11 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   if (options.auth === undefined) {
     throw new TypeError('llmux: auth is required: pass { keys } or false to run without client auth');
   }
-  const source = toUpstreamSource(options.upstream, 'llmux');
+  const defaultSource = toUpstreamSource(options.upstream, 'llmux');
+  const routes = new RouteTable(resolveProtocols(read, options.protocols));
+  const source = protocolSources(read, defaultSource, options.upstreams);
   const relay = streamRelay({ ...read.object('relay', options.relay), upstream: source });
-  const models = passthrough({ target: source });
+  const models = passthrough({ target: defaultSource });
   const limit = bodyLimit({ ...read.object('body', options.body), parse: 'json' });
   const auth = options.auth === false ? undefined : keyAuth(read.object('auth', options.auth));
   const gate = options.gate ? concurrencyGate(read.object('gate', options.gate)) : undefined;
@@ -116,26 +138,43 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   if (metrics !== undefined) {
     observers.push(metrics.middleware());
     if (gate !== undefined) unwatch.push(metrics.watchGate(gate));
-    if (typeof (source as Partial<WatchablePool>).status === 'function') {
-      unwatch.push(metrics.watchPool(source as unknown as WatchablePool));
+    const sources = source instanceof ProtocolSources ? source.sources : [source];
+    for (const watched of sources) {
+      if (typeof (watched as Partial<WatchablePool>).status === 'function') {
+        unwatch.push(metrics.watchPool(watched as unknown as WatchablePool));
+      }
     }
   }
   if (options.tracker !== undefined) observers.push(options.tracker.middleware());
   observers.push(requestContext());
   const guarded = [limit, auth, gate].filter((mw) => mw !== undefined);
-  // Listing models costs nothing: authenticate, but count no quota and check no allow-list.
-  const modelGuards = auth === undefined ? [] : [auth.authenticateOnly];
+  // What costs nothing upstream (a model list, a stored response, a token count): authenticate,
+  // but count no quota and check no allow-list.
+  const authenticateOnly = auth === undefined ? [] : [auth.authenticateOnly];
   const chains: PresetChains = {
     relayed: [...observers, ...guarded, relay],
-    models: [...observers, ...modelGuards, models],
+    free: [...observers, limit, ...authenticateOnly, ...(gate === undefined ? [] : [gate]), relay],
+    models: [...observers, ...authenticateOnly, models],
     unknown: [...observers, unknownRoute],
   };
   // One layer instead of one per piece and route: the router's per-layer path matching is a
   // measurable share of a relayed request (BENCHMARKS.md).
   router.use(function llmuxPreset(req: IncomingMessage, res: ServerResponse, next: Next): void {
-    const chain = chainFor(chains, req.method, req.url);
-    if (chain === undefined) next();
-    else runChain(chain, req, res, next);
+    const path = pathOf(req.url ?? '/');
+    if (!underV1(path)) {
+      next();
+      return;
+    }
+    const match = routes.match(req.method, path);
+    if (match !== undefined) {
+      // The route the preset matched is the request's protocol, whatever a lazy guess said.
+      const ctx = ensureContext(req, res);
+      ctx.protocol = match.protocol;
+      ctx.route = match.route;
+      runChain(match.route.operation === 'free' ? chains.free : chains.relayed, req, res, next);
+      return;
+    }
+    runChain(isModelsRead(req.method, path) ? chains.models : chains.unknown, req, res, next);
   });
   router.use(recovery({ logger: options.logger }));
   Object.defineProperty(router, 'pieces', { value: Object.freeze({ relay, auth, gate }) });
@@ -152,46 +191,35 @@ type Next = (err?: unknown) => void;
 type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => unknown;
 
 interface PresetChains {
+  /** Generating and embedding routes: admitted, billed. */
   relayed: readonly Middleware[];
+  /** Routes that cost nothing upstream: authenticated, gated, relayed unbilled. */
+  free: readonly Middleware[];
   models: readonly Middleware[];
   unknown: readonly Middleware[];
 }
 
-const RELAYED_PATHS: ReadonlySet<string> = new Set(RELAYED_ROUTES);
-
-/**
- * The middlewares for a request; undefined outside `/v1` (in any case, as Express matched the
- * prefix), which is left to the host. Routes match exactly, as the OpenAI API's do: an upper-cased
- * path or a trailing slash would be relayed as such and refused upstream, so it is a 404 here.
- */
-function chainFor(
-  chains: PresetChains,
-  method: string | undefined,
-  url: string | undefined,
-): readonly Middleware[] | undefined {
-  const path = pathOf(url ?? '/');
-  if (!underV1(path)) return undefined;
-  if (method === 'POST' && RELAYED_PATHS.has(path)) return chains.relayed;
-  if ((method === 'GET' || method === 'HEAD') && isModelsPath(path)) return chains.models;
-  return chains.unknown;
+function resolveProtocols(read: OptionReader, names: readonly ProtocolName[] | undefined): WireProtocol[] {
+  if (names === undefined) return [...BUILTIN_PROTOCOLS];
+  if (!Array.isArray(names)) read.fail('protocols', 'an array of protocol names', names);
+  const known = BUILTIN_PROTOCOLS.map((protocol) => protocol.name);
+  return names.map((name) => BUILTIN_PROTOCOLS[known.indexOf(read.oneOf('protocols[]', name, known))]!);
 }
 
-/**
- * The path of a request target, as Express routes on it: without the query string, and without
- * the scheme and authority of an absolute-form target (`POST http://host/v1/…`, sent through
- * proxies; RFC 9112 §3.2.2).
- */
-function pathOf(url: string): string {
-  let start = 0;
-  if (url.charCodeAt(0) !== 47 /* / */) {
-    const scheme = url.indexOf('://');
-    if (scheme !== -1) {
-      const slash = url.indexOf('/', scheme + 3);
-      start = slash === -1 ? url.length : slash;
-    }
+/** The relay's source: `upstream`, with the protocols that have their own routed to theirs. */
+function protocolSources(
+  read: OptionReader,
+  fallback: UpstreamSource,
+  upstreams: LlmuxOptions['upstreams'],
+): UpstreamSource {
+  if (upstreams === undefined) return fallback;
+  const byProtocol = new Map<ProtocolName, UpstreamSource>();
+  const known = BUILTIN_PROTOCOLS.map((protocol) => protocol.name);
+  for (const [name, upstream] of Object.entries(read.object('upstreams', upstreams))) {
+    read.oneOf('upstreams', name, known);
+    byProtocol.set(name as ProtocolName, toUpstreamSource(upstream!, `llmux: upstreams.${name}`));
   }
-  const query = url.indexOf('?', start);
-  return query === -1 ? url.slice(start) : url.slice(start, query);
+  return byProtocol.size === 0 ? fallback : new ProtocolSources(fallback, byProtocol);
 }
 
 /** `/v1` or `/v1/…`, the prefix in any case. */
@@ -202,8 +230,9 @@ function underV1(path: string): boolean {
   );
 }
 
-/** `/v1/models` or `/v1/models/{one segment}`. */
-function isModelsPath(path: string): boolean {
+/** `GET` (or `HEAD`) of `/v1/models` or `/v1/models/{one segment}`. */
+function isModelsRead(method: string | undefined, path: string): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false;
   if (path === '/v1/models') return true;
   if (!path.startsWith('/v1/models/')) return false;
   const model = path.slice('/v1/models/'.length);

@@ -247,9 +247,9 @@ export const ERROR_CATALOG = Object.freeze({
   upstream_stream_truncated: {
     status: 502,
     type: 'upstream_error',
-    message: 'upstream ended the stream before [DONE]',
+    message: 'upstream ended the stream before its final event',
     retryable: true,
-    when: 'the stream ended without `[DONE]` (an SSE frame once streaming)',
+    when: 'the stream ended without its final event (`[DONE]`, `response.completed`, `message_stop`; an SSE frame once streaming)',
   },
   overloaded: {
     status: 503,

@@ -188,6 +188,30 @@ export function toLlmuxError(err: unknown): LlmuxError {
   return errors.internal(err);
 }
 
+/**
+ * How a protocol's clients expect errors: the status and body of a refusal, and the frame that
+ * ends a started stream. The OpenAI shape is the default; a request's protocol (its context's
+ * `protocol`) may have another (Anthropic's).
+ */
+export interface ErrorShape {
+  /** The status and JSON body of `err`. */
+  renderError(err: LlmuxError): { status: number; body: string };
+  /** An SSE frame carrying `err`, for a stream that already started. */
+  errorFrame(err: LlmuxError): string;
+}
+
+/** The OpenAI error shape: `{"error":{"message","type","code","param"}}`, as OpenAI SDKs parse it. */
+export const OPENAI_ERROR_SHAPE: ErrorShape = Object.freeze({
+  renderError: (err: LlmuxError) => ({ status: err.status, body: JSON.stringify(err.toJSON()) }),
+  errorFrame: (err: LlmuxError) => `event: error\ndata: ${JSON.stringify(err.toJSON())}\n\n`,
+});
+
+/** The error shape of the request `res` answers: its protocol's, else OpenAI's. */
+export function errorShapeOf(res: ServerResponse): ErrorShape {
+  const locals = (res as { locals?: { llmux?: { protocol?: ErrorShape } } }).locals;
+  return locals?.llmux?.protocol ?? OPENAI_ERROR_SHAPE;
+}
+
 /** Statuses OpenAI SDKs retry by themselves, unless told `x-should-retry: false`. */
 function retriedBySdks(status: number): boolean {
   return status === 408 || status === 409 || status === 429 || status >= 500;
@@ -200,17 +224,17 @@ function retriedBySdks(status: number): boolean {
  */
 export function sendError(res: ServerResponse, err: LlmuxError): void {
   if (res.headersSent || res.destroyed) return;
-  const body = JSON.stringify(err.toJSON());
-  res.statusCode = err.status;
+  const { status, body } = errorShapeOf(res).renderError(err);
+  res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(err.retryAfterSeconds));
-  if (err.shouldRetry === false && retriedBySdks(err.status)) res.setHeader('x-should-retry', 'false');
+  if (err.shouldRetry === false && retriedBySdks(status)) res.setHeader('x-should-retry', 'false');
   if (err.headers) for (const name in err.headers) res.setHeader(name, err.headers[name]!);
   res.end(body);
 }
 
-/** An SSE frame carrying `err`, for responses whose stream already started. */
+/** An SSE frame carrying `err` in the OpenAI shape, for responses whose stream already started. */
 export function sseErrorFrame(err: LlmuxError): string {
-  return `event: error\ndata: ${JSON.stringify(err.toJSON())}\n\n`;
+  return OPENAI_ERROR_SHAPE.errorFrame(err);
 }

@@ -1,5 +1,8 @@
 // The key-accounting model (keys, teams, users) and the KeyStore contract every store implements.
 // Every method is async so a Redis store drops in without changing a middleware.
+import type { TokenClasses } from '../usage.js';
+
+export type { TokenClasses } from '../usage.js';
 
 /** Limits shared by keys, teams and users. Absent means unlimited. */
 export interface Limits {
@@ -139,24 +142,6 @@ export type Admission =
       retryAfterMs: number | undefined;
       rateLimit: RateLimitState | undefined;
     };
-
-/**
- * Token counts of a request by class, beside its prompt and completion totals. Every class is a
- * part of one of the totals: cached, cache-write and audio input tokens are prompt tokens;
- * reasoning and audio output tokens are completion tokens.
- */
-export interface TokenClasses {
-  /** Prompt tokens read from the provider's prompt cache. */
-  cachedTokens: number;
-  /** Prompt tokens written to the provider's prompt cache. */
-  cacheWriteTokens: number;
-  /** Completion tokens spent on reasoning. */
-  reasoningTokens: number;
-  /** Prompt tokens of audio input. */
-  audioPromptTokens: number;
-  /** Completion tokens of audio output. */
-  audioCompletionTokens: number;
-}
 
 /** What a request really cost, reported once when it ends. */
 export interface Settlement extends Partial<TokenClasses> {

@@ -103,7 +103,7 @@ export async function loadJsonBody(
   // body-parser 1 (Express 4) marks `_body`; body-parser 2 (Express 5) only leaves the stream drained.
   if (preParsed !== undefined && ((req as { _body?: boolean })._body === true || req.readableEnded)) {
     // express.json() ran first: take its object rather than reading a drained stream.
-    const refusal = bodyShapeError(preParsed);
+    const refusal = bodyShapeError(preParsed, ctx);
     if (refusal !== undefined) {
       refuseBody(req, res, ctx, refusal);
       return false;
@@ -135,7 +135,7 @@ export async function loadJsonBody(
     refuseBody(req, res, ctx, errors.invalidJson((err as Error).message));
     return false;
   }
-  const refusal = bodyShapeError(parsed);
+  const refusal = bodyShapeError(parsed, ctx);
   if (refusal !== undefined) {
     refuseBody(req, res, ctx, refusal);
     return false;
@@ -148,21 +148,17 @@ export async function loadJsonBody(
 export const MAX_MODEL_NAME_LENGTH = 256;
 
 /**
- * Why a parsed body cannot be relayed: not an object, a model name past any real one, or a
- * `stream` that is not a boolean (`"true"` or `1` would be relayed as a non-stream request and
- * its stream answer billed as nothing).
+ * Why a parsed body cannot be relayed: not an object, a model name past any real one, or what the
+ * request's protocol refuses (a `stream` that is not a boolean, on every protocol: `"true"` would
+ * be relayed as a non-stream request and its stream answer billed as nothing).
  */
-function bodyShapeError(body: unknown): LlmuxError | undefined {
+function bodyShapeError(body: unknown, ctx: RequestContext): LlmuxError | undefined {
   if (!isJsonObject(body)) return errors.invalidRequest('request body must be a JSON object');
   const model = body.model;
   if (typeof model === 'string' && model.length > MAX_MODEL_NAME_LENGTH) {
     return errors.invalidRequest(`model must be at most ${MAX_MODEL_NAME_LENGTH} characters`, 'model');
   }
-  const stream = body.stream;
-  if (stream !== undefined && stream !== null && typeof stream !== 'boolean') {
-    return errors.invalidRequest('stream must be a boolean (true or false)', 'stream');
-  }
-  return undefined;
+  return ctx.protocol.validate(body, ctx.route);
 }
 
 const OPEN_BRACE = 0x7b;
@@ -217,7 +213,7 @@ function adoptBody(
   ctx.rawBody = raw;
   const model = body.model;
   if (typeof model === 'string') ctx.model = model;
-  ctx.stream = body.stream === true;
+  ctx.stream = ctx.protocol.isStream(body);
   // Host handlers see the parsed body, and a later express.json() skips the drained stream.
   const host = req as { body?: unknown; _body?: boolean };
   host.body = body;

@@ -247,13 +247,18 @@ export function estimateRequest(
   // ~4 bytes a token for English; 3 keeps the estimate on the safe (higher) side.
   const bytes = ctx.rawBody?.length ?? JSON.stringify(body).length;
   const promptTokens = Math.ceil(bytes / 3);
-  const generates = body.messages !== undefined || body.prompt !== undefined;
+  const operation = ctx.route?.operation;
+  const generates =
+    operation === 'generate' ||
+    (operation === undefined && (body.messages !== undefined || body.prompt !== undefined));
   if (!generates) return { promptTokens, completionTokens: 0, capped: false };
-  const cap = body.max_completion_tokens ?? body.max_tokens;
-  const hasCap = typeof cap === 'number' && Number.isSafeInteger(cap) && cap > 0;
-  const completionTokens = hasCap ? cap : defaultMaxTokens;
-  const choices = typeof body.n === 'number' && Number.isSafeInteger(body.n) && body.n > 1 ? body.n : 1;
-  return { promptTokens, completionTokens: completionTokens * choices, capped: !hasCap };
+  const cap = ctx.protocol.outputCap(body);
+  const completionTokens = cap ?? defaultMaxTokens;
+  return {
+    promptTokens,
+    completionTokens: completionTokens * ctx.protocol.outputCount(body),
+    capped: cap === undefined,
+  };
 }
 
 /**

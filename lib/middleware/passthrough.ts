@@ -1,6 +1,7 @@
 // A plain reverse proxy (http-proxy-middleware) for routes without LLM semantics — /v1/models,
 // files — with the relay's key instead of the client's and errors in the OpenAI shape.
 import { OptionReader } from '../options.js';
+import { BUILTIN_PROTOCOLS } from '../protocol/builtin.js';
 import { resolveForwardHeaders } from '../upstream/forward-headers.js';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
@@ -87,7 +88,8 @@ export function passthrough(options: PassthroughOptions): Passthrough {
   const route = read.function('route', options.route, defaultRoute);
   const allowed: ReadonlySet<string> = new Set([
     ...BODY_HEADERS,
-    ...resolveForwardHeaders(read, options.forwardHeaders),
+    ...(resolveForwardHeaders(read, options.forwardHeaders) ??
+      BUILTIN_PROTOCOLS.flatMap((protocol) => protocol.forwardHeaders)),
   ]);
 
   const llmuxPlugin: Plugin = (proxyServer) => {

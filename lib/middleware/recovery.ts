@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, Response } from 'express';
 import { ensureContext } from '../context.js';
-import { isLlmuxError, sendError, sseErrorFrame, toLlmuxError } from '../errors/llmux-error.js';
+import { errorShapeOf, isLlmuxError, sendError, toLlmuxError } from '../errors/llmux-error.js';
 import { stderrLogger, type Logger } from '../log.js';
 import { redactSecrets } from '../redact.js';
 
@@ -51,7 +51,7 @@ export function recovery(options: RecoveryOptions = {}) {
       return;
     }
     if (isEventStream(res)) {
-      res.end(sseErrorFrame(error));
+      res.end(errorShapeOf(res).errorFrame(error));
       return;
     }
     // Half a JSON body cannot be made whole: end the connection so the client sees the failure.

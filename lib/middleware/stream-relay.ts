@@ -146,7 +146,7 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
   async function relayRequest(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<void> {
     if (!(await loadJsonBody(req, res, ctx, bodySettings))) return;
     if ((res as { closed?: boolean }).closed) return; // the client left while the body was read
-    const payload = requestPayload(ctx, requestStreamUsage);
+    const payload = ctx.protocol.upstreamRequest(ctx, requestStreamUsage);
     // One signal for the whole exchange: every attempt and every retry wait ends when the client leaves.
     const clientGone = new AbortController();
     const onClose = () => {
@@ -165,7 +165,7 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
         method: (req.method ?? 'POST') as Dispatcher.HttpMethod,
         route: route(req),
         body: payload.body,
-        hideUsageChunk: payload.injectedUsage,
+        hideUsage: payload.hideUsage,
         settings,
         clientSignal: clientGone.signal,
       });
@@ -189,30 +189,6 @@ function resolveRetry(
 ): RetryPolicy | undefined {
   if (value === undefined || value instanceof RetryPolicy) return value;
   return retry(read.object('retry', value));
-}
-
-/** The bytes to send upstream; re-serialized only when usage had to be requested. */
-function requestPayload(
-  ctx: RequestContext,
-  requestStreamUsage: boolean,
-): { body: Buffer | string | undefined; injectedUsage: boolean } {
-  const body = ctx.body;
-  if (body === undefined) return { body: undefined, injectedUsage: false };
-  if (ctx.stream && requestStreamUsage) {
-    const streamOptions = body.stream_options;
-    const asked =
-      typeof streamOptions === 'object' &&
-      streamOptions !== null &&
-      (streamOptions as { include_usage?: unknown }).include_usage === true;
-    if (!asked) {
-      const withUsage = {
-        ...body,
-        stream_options: { ...(typeof streamOptions === 'object' ? streamOptions : {}), include_usage: true },
-      };
-      return { body: JSON.stringify(withUsage), injectedUsage: true };
-    }
-  }
-  return { body: ctx.rawBody ?? JSON.stringify(body), injectedUsage: false };
 }
 
 /** `/v1/chat/completions?x=1` → `/chat/completions?x=1`; a path without `/v1` is kept whole. */

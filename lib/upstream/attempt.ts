@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher, Pool } from 'undici';
 import type { RequestContext } from '../context.js';
-import { errors, LlmuxError, sendError, sseErrorFrame } from '../errors/llmux-error.js';
+import { errors, LlmuxError, sendError } from '../errors/llmux-error.js';
 import type { UpstreamErrorCategory } from '../errors/upstream.js';
 import type { AttemptOutcome, UpstreamEndpoint } from './source.js';
 
@@ -13,7 +13,8 @@ export interface AttemptSettings {
   idleTimeoutMs: number;
   maxResponseBytes: number;
   maxEventBytes: number;
-  forwardHeaders: readonly string[];
+  /** Client headers forwarded upstream; undefined: the protocol's defaults. */
+  forwardHeaders: readonly string[] | undefined;
   /** Longest a non-stream answer may take to arrive whole once its headers came. */
   responseTimeoutMs: number;
   /** Longest a client may leave written data unread before it is cut. */
@@ -30,8 +31,8 @@ export interface AttemptInput {
   method: Dispatcher.HttpMethod;
   path: string;
   body: Buffer | string | undefined;
-  /** Drop the usage-only chunk the relay asked for on the client's behalf. */
-  hideUsageChunk: boolean;
+  /** Drop the usage the relay asked for on the client's behalf. */
+  hideUsage: boolean;
   /** Aborts when the client leaves; every attempt listens to it. */
   clientSignal: AbortSignal;
   /** This try's first-byte timeout when shorter than the setting (a retry deadline). */
@@ -123,7 +124,7 @@ export function endWithError(res: ServerResponse, ctx: RequestContext, error: Ll
   if (!res.headersSent) {
     sendError(res, error);
   } else if (!res.writableEnded && !res.destroyed) {
-    res.end(sseErrorFrame(error));
+    res.end(ctx.protocol.errorFrame(error));
   }
 }
 

@@ -12,15 +12,15 @@ const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set([
   'api-key',
 ]);
 
-/** The client headers forwarded by default: the beta flags clients opt into features with. */
-export const DEFAULT_FORWARD_HEADERS: readonly string[] = Object.freeze(['openai-beta']);
-
-/** Checks a `forwardHeaders` option: lower-cased names, no credential among them. */
+/**
+ * Checks a `forwardHeaders` option: lower-cased names, no credential among them; undefined when
+ * absent (each protocol then forwards its own: `openai-beta`; `anthropic-version`, `anthropic-beta`).
+ */
 export function resolveForwardHeaders(
   read: OptionReader,
   value: readonly string[] | undefined,
-): readonly string[] {
-  if (value === undefined) return DEFAULT_FORWARD_HEADERS;
+): readonly string[] | undefined {
+  if (value === undefined) return undefined;
   if (!Array.isArray(value) || !value.every((name) => typeof name === 'string' && name.length > 0)) {
     read.fail('forwardHeaders', 'an array of header names', value);
   }

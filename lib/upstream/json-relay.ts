@@ -17,7 +17,6 @@ import {
   type AttemptInput,
   type AttemptResult,
 } from './attempt.js';
-import { readUsage } from './usage.js';
 
 /** Reads a non-stream answer whole (bounded), then relays it or hands back its decoded error. */
 export async function relayBuffered(
@@ -57,12 +56,13 @@ export async function relayBuffered(
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     return failure(res, ctx, errors.upstreamDecode(status), failed('decode', status));
   }
-  const errorField = (parsed as { error?: unknown }).error;
+  const answer = parsed as Record<string, unknown>;
+  const errorField = ctx.protocol.errorOf(answer);
   if (errorField !== undefined && errorField !== null) {
     const decoded = decodeUpstreamErrorObject(status, errorField);
     return failure(res, ctx, decoded.error, failed(decoded.category, decoded.status));
   }
-  const usage = readUsage((parsed as { usage?: unknown }).usage);
+  const usage = ctx.protocol.readUsage(answer);
   if (usage !== undefined) ctx.usage = usage;
   if (res.destroyed) return CLIENT_LEFT;
   res.statusCode = status;

@@ -52,15 +52,16 @@ function upstreamHeaders(
   ctx: RequestContext,
   endpoint: UpstreamEndpoint,
   body: Buffer | string | undefined,
-  forward: readonly string[],
+  forwardOption: readonly string[] | undefined,
 ): Record<string, string> {
+  const forward = forwardOption ?? ctx.protocol.forwardHeaders;
   const headers: Record<string, string> = {
     accept: ctx.stream ? 'text/event-stream' : 'application/json',
     'accept-encoding': 'identity',
     'x-request-id': ctx.id,
   };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (endpoint.apiKey !== undefined) headers.authorization = `Bearer ${endpoint.apiKey}`;
+  if (endpoint.apiKey !== undefined) ctx.protocol.authenticate(headers, endpoint.apiKey);
   for (let i = 0; i < forward.length; i++) {
     const name = forward[i]!;
     const value = req.headers[name];

@@ -17,7 +17,7 @@ import {
 } from './attempt.js';
 import type { AttemptOutcome } from './source.js';
 import { SseSplitter, type SseVisitor } from './sse.js';
-import { readUsage, usageObjectIndex } from './usage.js';
+import type { StreamReader } from '../protocol/types.js';
 
 /**
  * Relays an SSE answer event by event. Headers go out with the first event, so an upstream that
@@ -25,7 +25,8 @@ import { readUsage, usageObjectIndex } from './usage.js';
  */
 export class SseRelay implements SseVisitor {
   private readonly splitter: SseSplitter;
-  private sawDone = false;
+  /** The protocol's reader: usage, error events, and whether the stream ended complete. */
+  private readonly reader: StreamReader;
   private finished = false;
   private started = false;
   /**
@@ -49,6 +50,7 @@ export class SseRelay implements SseVisitor {
     private readonly controller: AbortController,
   ) {
     this.splitter = new SseSplitter(input.settings.maxEventBytes);
+    this.reader = input.ctx.protocol.streamReader(input.ctx, input.hideUsage);
   }
 
   run(): Promise<AttemptResult> {
@@ -103,7 +105,7 @@ export class SseRelay implements SseVisitor {
 
   private readonly onEnd = (): void => {
     if (this.finished) return;
-    if (this.sawDone) {
+    if (this.reader.complete) {
       const { res, ctx, settings } = this.input;
       this.flush();
       if (!this.started) this.startResponse();
@@ -129,19 +131,12 @@ export class SseRelay implements SseVisitor {
     event: string | undefined,
   ): void {
     if (this.finished) return;
-    const ctx = this.input.ctx;
-    if (data !== undefined) {
-      if (data === '[DONE]') {
-        this.sawDone = true;
-      } else if (
-        (event === 'error' || data.includes('"error"')) &&
-        this.readErrorFrame(data, event === 'error')
-      ) {
-        return;
-      } else {
-        ctx.streamedChunks++;
-        if (usageObjectIndex(data) !== -1 && this.readUsageChunk(data)) return;
-      }
+    const verdict = this.reader.read(data, event);
+    if (verdict === 'drop') return;
+    if (verdict !== 'relay') {
+      const decoded = decodeUpstreamErrorObject(this.response.statusCode, verdict.upstreamError);
+      this.fail(decoded.error, failed(decoded.category, decoded.status));
+      return;
     }
     if (!this.started) this.startResponse();
     if (this.runFrame === frame && this.runEnd === start) {
@@ -182,40 +177,6 @@ export class SseRelay implements SseVisitor {
     }
   }
 
-  /** True when the frame was an error and the stream was ended. */
-  private readErrorFrame(data: string, isErrorEvent: boolean): boolean {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(data);
-    } catch {
-      if (!isErrorEvent) return false;
-      parsed = { error: { message: 'upstream stream error' } };
-    }
-    const errorField = (parsed as { error?: unknown } | null)?.error ?? (isErrorEvent ? parsed : undefined);
-    if (errorField === undefined || errorField === null) return false;
-    const decoded = decodeUpstreamErrorObject(this.response.statusCode, errorField);
-    this.fail(decoded.error, failed(decoded.category, decoded.status));
-    return true;
-  }
-
-  /** Records usage; true when the chunk is the usage-only one the client did not ask for. */
-  private readUsageChunk(data: string): boolean {
-    let parsed: { usage?: unknown; choices?: unknown };
-    try {
-      parsed = JSON.parse(data) as typeof parsed;
-    } catch {
-      return false;
-    }
-    const usage = readUsage(parsed.usage);
-    if (usage !== undefined) this.input.ctx.usage = usage;
-    return (
-      this.input.hideUsageChunk &&
-      usage !== undefined &&
-      Array.isArray(parsed.choices) &&
-      parsed.choices.length === 0
-    );
-  }
-
   private startResponse(): void {
     const { res, ctx } = this.input;
     this.started = true;
@@ -245,7 +206,7 @@ export class SseRelay implements SseVisitor {
     this.input.res.off('drain', this.onDrain);
     this.cancelStallWatch?.();
     this.cancelStallWatch = undefined;
-    if (!body.destroyed && !this.sawDone) body.destroy();
+    if (!body.destroyed && !this.reader.complete) body.destroy();
     this.resolve(result);
   }
 }
