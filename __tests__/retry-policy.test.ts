@@ -26,7 +26,7 @@ describe('retry()', () => {
       attempts: 3,
       baseDelayMs: 250,
       maxDelayMs: 8_000,
-      retryOn: [408, 429, 500, 502, 503, 504],
+      retryOn: [408, 429, 500, 502, 503, 504, 529],
       retryNetworkErrors: true,
       maxRetryAfterMs: 10_000,
       deadlineMs: 120_000,

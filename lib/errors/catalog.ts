@@ -251,6 +251,13 @@ export const ERROR_CATALOG = Object.freeze({
     retryable: true,
     when: 'the stream ended without its final event (`[DONE]`, `response.completed`, `message_stop`; an SSE frame once streaming)',
   },
+  upstream_overloaded: {
+    status: 503,
+    type: 'overloaded_error',
+    message: 'the upstream is overloaded; retry later',
+    retryable: true,
+    when: "the upstream said it is overloaded (Anthropic's 529); on Anthropic routes it is a 529 `overloaded_error`",
+  },
   overloaded: {
     status: 503,
     type: 'overloaded_error',

@@ -90,6 +90,7 @@ function statusFromError(e: ParsedUpstreamError): number {
   if (hint.includes('authentication') || hint.includes('invalid_api_key')) return 401;
   if (hint.includes('permission')) return 403;
   if (hint.includes('invalid_request') || hint.includes('context_length')) return 400;
+  if (hint.includes('overloaded')) return 529;
   return 502;
 }
 
@@ -121,6 +122,9 @@ function classify(
       category: 'rate_limit',
       error: llmuxError(code, { message, retryAfterSeconds: retryAfterSeconds ?? 1 }),
     };
+  }
+  if (status === 529 || e.type === 'overloaded_error') {
+    return { category: 'server', error: llmuxError('upstream_overloaded', { message }) };
   }
   if (status === 408 || status === 504) {
     return {

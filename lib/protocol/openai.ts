@@ -130,6 +130,7 @@ export const OPENAI: WireProtocol = Object.freeze<WireProtocol>({
   isStream: (body) => body.stream === true,
   outputCap: (body) => positiveInteger(body.max_completion_tokens ?? body.max_tokens),
   outputCount: (body) => positiveInteger(body.n) ?? 1,
+  deferredUsage: () => false,
   authenticate(headers, apiKey) {
     headers.authorization = `Bearer ${apiKey}`;
   },

@@ -68,6 +68,11 @@ export interface WireProtocol extends ErrorShape {
   outputCap(body: Record<string, unknown>): number | undefined;
   /** How many outputs the request asks for (`n`); 1 when it cannot ask. */
   outputCount(body: Record<string, unknown>): number;
+  /**
+   * True when the answer will not carry the request's usage (a background response, generated
+   * after the answer): the request is then billed at its reservation, never at nothing.
+   */
+  deferredUsage(body: Record<string, unknown>): boolean;
   /** Sets the headers that carry the relay's own key (`Authorization: Bearer`, `x-api-key`). */
   authenticate(headers: Record<string, string>, apiKey: string): void;
   /** The request to send upstream, asking for usage where the protocol needs asking. */

@@ -16,7 +16,7 @@ export interface RetryOptions {
   baseDelayMs?: number;
   /** Largest backoff cap in ms, whatever the attempt. Default 8_000. */
   maxDelayMs?: number;
-  /** Upstream statuses worth a retry. Default `[408, 429, 500, 502, 503, 504]`. */
+  /** Upstream statuses worth a retry. Default `[408, 429, 500, 502, 503, 504, 529]` (529: Anthropic's overload). */
   retryOn?: readonly number[];
   /** Retry network errors (refused, reset, timed-out connections). Default true. */
   retryNetworkErrors?: boolean;
@@ -71,7 +71,7 @@ export type RetryDecision =
   | { readonly retry: true; readonly delayMs: number }
   | { readonly retry: false; readonly reason: RetryGiveUpReason };
 
-const DEFAULT_RETRY_ON: readonly number[] = Object.freeze([408, 429, 500, 502, 503, 504]);
+const DEFAULT_RETRY_ON: readonly number[] = Object.freeze([408, 429, 500, 502, 503, 504, 529]);
 
 // Frozen and shared: a decision to give up allocates nothing.
 const GIVE_UP: { readonly [R in RetryGiveUpReason]: RetryDecision } = Object.freeze({
@@ -171,7 +171,7 @@ export class RetryPolicy {
  * validated here, once; a bad one throws a TypeError naming it.
  *
  * Defaults: `attempts` 3 (3 tries in all: the first and at most 2 retries), `baseDelayMs` 250,
- * `maxDelayMs` 8_000, `retryOn` [408, 429, 500, 502, 503, 504], network errors retried,
+ * `maxDelayMs` 8_000, `retryOn` [408, 429, 500, 502, 503, 504, 529], network errors retried,
  * `maxRetryAfterMs` 10_000, `deadlineMs` 120_000, `budget` { ratio 0.2,
  * minRetriesPerWindow 10, windowMs 10_000 }.
  *
