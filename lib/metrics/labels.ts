@@ -1,6 +1,7 @@
 // Bounded label values for the Prometheus metrics: every raw value (model, route, error code,
 // upstream name, retry reason) is mapped into a fixed or capped set, with `other` past it.
 import { ERROR_CODES, type LlmuxErrorCode } from '../errors/catalog.js';
+import { BUILTIN_PROTOCOLS, BUILTIN_ROUTES } from '../protocol/builtin.js';
 import { DEFAULT_PRICING } from '../keys/pricing.js';
 
 /** The label value of anything outside a known set. */
@@ -11,12 +12,12 @@ export const NONE_LABEL = 'none';
 /** The models labelled by name when `createMetrics` gets no `models`: those with a default price. */
 export const DEFAULT_METRIC_MODELS: readonly string[] = Object.freeze(Object.keys(DEFAULT_PRICING));
 
-/** The OpenAI routes labelled by path; any other path is `other`. */
+/**
+ * The routes labelled by path: every route of every protocol llmux speaks (an `{id}` in it is
+ * `:id`), and the other OpenAI routes a host may pass through; any other path is `other`.
+ */
 export const METRIC_ROUTES: readonly string[] = Object.freeze([
-  '/v1/chat/completions',
-  '/v1/completions',
-  '/v1/embeddings',
-  '/v1/responses',
+  ...new Set(BUILTIN_PROTOCOLS.flatMap((p) => p.routes.map((r) => r.path.replace('{id}', ':id')))),
   '/v1/moderations',
   '/v1/models',
   '/v1/images/generations',
@@ -35,7 +36,6 @@ const ROUTE_FAMILIES: readonly (readonly [prefix: string, label: string])[] = [
   ['/v1/models/', '/v1/models/:model'],
   ['/v1/files/', '/v1/files/:file_id'],
   ['/v1/batches/', '/v1/batches/:batch_id'],
-  ['/v1/responses/', '/v1/responses/:response_id'],
   ['/v1/fine_tuning/jobs/', '/v1/fine_tuning/jobs/:job_id'],
 ];
 
@@ -133,6 +133,8 @@ export class RouteLabels {
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     if (this.exact.has(path)) return path;
+    const route = BUILTIN_ROUTES.routeOf(path);
+    if (route !== undefined) return route.path.replace('{id}', ':id');
     for (const [prefix, label] of ROUTE_FAMILIES) {
       if (path.length > prefix.length && path.startsWith(prefix)) return label;
     }

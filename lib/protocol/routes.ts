@@ -53,10 +53,9 @@ export class RouteTable {
     return undefined;
   }
 
-  /** True when some route has `path`, whatever its method (for a 405 rather than a 404). */
-  hasPath(path: string): boolean {
-    for (const method of ['GET', 'POST', 'DELETE']) if (this.match(method, path) !== undefined) return true;
-    return false;
+  /** The route with `path`, whatever its method (a label for metrics), or undefined. */
+  routeOf(path: string): ProtocolRoute | undefined {
+    return (this.match('POST', path) ?? this.match('GET', path) ?? this.match('DELETE', path))?.route;
   }
 }
 
