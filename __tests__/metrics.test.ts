@@ -155,7 +155,11 @@ describe.each(expressVersions)('createMetrics on %s', (_label, express: ExpressF
       upstreams: [{ url: `${upstream.url}/v1`, apiKey: UPSTREAM_KEY, name: 'primary' }],
     });
     const gate = concurrencyGate({ max: 4 });
-    const auth = keyAuth({ keys: [{ id: KEY_ID, key: CLIENT_KEY }] });
+    // A fine-tune the catalog cannot know, priced by the host.
+    const auth = keyAuth({
+      keys: [{ id: KEY_ID, key: CLIENT_KEY }],
+      pricing: { 'my-finetune-2024': { inputPerMTokUsd: 3, outputPerMTokUsd: 12 } },
+    });
     const relay = streamRelay({
       upstream: pool,
       retry: retry({ attempts: 2, baseDelayMs: 1, maxDelayMs: 2 }),

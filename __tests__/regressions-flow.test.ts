@@ -123,7 +123,7 @@ describe('review: flow control and accounting', () => {
     expect(pool.inFlightTotal()).toBe(0);
   });
 
-  it('keeps spend within the budget when requests carry no max_tokens (the default cap is sent upstream)', async () => {
+  it('keeps spend within the budget when requests carry no max_tokens and capRequests sends the reserve upstream', async () => {
     const store = new MemoryKeyStore();
     const key = await store.createKey({
       name: 'k',
@@ -135,7 +135,7 @@ describe('review: flow control and accounting', () => {
     const app = express().post(
       '/v1/chat/completions',
       bodyLimit(),
-      keyAuth({ store, pricing, defaultMaxTokens: 10 }),
+      keyAuth({ store, pricing, defaultMaxTokens: 10, capRequests: true }),
       relay,
     );
     // Without max_tokens the upstream generates what it likes: 30 tokens each.

@@ -67,6 +67,11 @@ export class RequestContext {
   streamedChunks = 0;
   /** The cost billed by key accounting, in USD, once settled (undefined without accounting). */
   costUsd: number | undefined = undefined;
+  /**
+   * Prices a usage at this request's model, when the host asked for the cost to be shown to the
+   * client (`keyAuth({ exposeCost })`): the relay uses it for the `x-llmux-cost-usd` header.
+   */
+  priceUsage: ((usage: Usage) => number) | undefined = undefined;
   /** `performance.now()` when the first response byte went to the client. */
   firstByteAt: number | undefined = undefined;
   /** Stable code of the error the request ended with, if any. */

@@ -23,12 +23,34 @@ export { stderrLogger } from './log.js';
 export type { Logger } from './log.js';
 export { bodyLimit, DEFAULT_MAX_BODY_BYTES } from './middleware/body-limit.js';
 export type { BodyLimitOptions } from './middleware/body-limit.js';
-export { keyAuth, estimateRequest, billOf } from './middleware/key-auth.js';
+export { keyAuth } from './middleware/key-auth.js';
+export { reservationOf, billOf } from './accounting/reservation.js';
+export type { Reservation, OutputReserve } from './accounting/reservation.js';
+export {
+  estimatePrompt,
+  textTokens,
+  openAiImageTokens,
+  anthropicImageTokens,
+} from './accounting/estimate.js';
+export type { PromptEstimate, ImageTokenFormula } from './accounting/estimate.js';
+export type { SettlementQueueOptions, SettlementStats } from './accounting/settlement-queue.js';
 export type { KeyAuth, KeyAuthOptions, StaticKey } from './middleware/key-auth.js';
 export { hashApiKey } from './keys/hash.js';
 export { generateApiKey, KEY_PREFIX } from './keys/generate.js';
-export { Pricing, DEFAULT_PRICING } from './keys/pricing.js';
-export type { ModelPrice, PricingTable } from './keys/pricing.js';
+export { Pricing } from './pricing/pricing.js';
+export type { PricingOptions } from './pricing/pricing.js';
+export {
+  DEFAULT_PRICING,
+  CATALOG_UPDATED,
+  CATALOG_MODELS,
+  loadPricing,
+  pricingTableOf,
+} from './pricing/catalog.js';
+export type { PricingTable, PriceCatalog, CatalogEntry } from './pricing/catalog.js';
+export { costOf } from './pricing/price.js';
+export type { ModelPrice, LongContextPrice } from './pricing/price.js';
+export { usageOf, TOKEN_CLASSES } from './usage.js';
+export type { TokenClasses } from './usage.js';
 export { MemoryKeyStore } from './keys/memory-store.js';
 export type { MemoryKeyStoreOptions } from './keys/memory-store.js';
 export { KeyStoreError, isKeyStoreError } from './keys/errors.js';

@@ -68,6 +68,13 @@ export const ERROR_CATALOG = Object.freeze({
     retryable: false,
     when: 'missing, malformed, unknown, revoked or expired key; management API: no or a malformed `Authorization`',
   },
+  model_not_priced: {
+    status: 400,
+    type: 'invalid_request_error',
+    message: 'the model has no price',
+    retryable: false,
+    when: 'the model has no price (catalog or host table) and `onUnpricedModel` is `refuse`, the default (`param: "model"`)',
+  },
   model_not_allowed: {
     status: 403,
     type: 'permission_error',

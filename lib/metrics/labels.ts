@@ -2,7 +2,7 @@
 // upstream name, retry reason) is mapped into a fixed or capped set, with `other` past it.
 import { ERROR_CODES, type LlmuxErrorCode } from '../errors/catalog.js';
 import { BUILTIN_PROTOCOLS, BUILTIN_ROUTES } from '../protocol/builtin.js';
-import { DEFAULT_PRICING } from '../keys/pricing.js';
+import { CATALOG_MODELS } from '../pricing/catalog.js';
 
 /** The label value of anything outside a known set. */
 export const OTHER_LABEL = 'other';
@@ -10,7 +10,7 @@ export const OTHER_LABEL = 'other';
 export const NONE_LABEL = 'none';
 
 /** The models labelled by name when `createMetrics` gets no `models`: those with a default price. */
-export const DEFAULT_METRIC_MODELS: readonly string[] = Object.freeze(Object.keys(DEFAULT_PRICING));
+export const DEFAULT_METRIC_MODELS: readonly string[] = CATALOG_MODELS;
 
 /**
  * The routes labelled by path: every route of every protocol llmux speaks (an `{id}` in it is

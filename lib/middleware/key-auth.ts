@@ -8,7 +8,15 @@ import type { LlmuxErrorCode } from '../errors/catalog.js';
 import { errors, LlmuxError, sendError, llmuxError } from '../errors/llmux-error.js';
 import { digestsEqual, hashApiKey, readPresentedKey } from '../keys/hash.js';
 import { MemoryKeyStore } from '../keys/memory-store.js';
-import { Pricing, type PricingTable } from '../keys/pricing.js';
+import type { PricingTable } from '../pricing/catalog.js';
+import { Pricing } from '../pricing/pricing.js';
+import { checkPrice, costOf, type ModelPrice } from '../pricing/price.js';
+import { billOf, reservationOf, type OutputReserve, type Reservation } from '../accounting/reservation.js';
+import {
+  SettlementQueue,
+  type SettlementQueueOptions,
+  type SettlementStats,
+} from '../accounting/settlement-queue.js';
 import type { Admission, ApiKey, KeyStore, RateLimitState } from '../keys/types.js';
 import { stderrLogger, type Logger } from '../log.js';
 
@@ -32,14 +40,43 @@ export interface KeyAuthOptions {
   keys?: readonly StaticKey[];
   /** Secret for HMAC-SHA-256 key hashes; must match the one the store's hashes were made with. Default: none. */
   pepper?: string;
-  /** Prices for spend: a {@link Pricing} or a table merged over the defaults. */
+  /**
+   * Prices: a {@link Pricing}, or a table of the host's own prices over the built-in catalog
+   * (`DEFAULT_PRICING`, current list prices of OpenAI, Anthropic, Google, Mistral, DeepSeek and xAI
+   * models). Default: the catalog.
+   */
   pricing?: Pricing | PricingTable;
   /**
-   * Completion tokens reserved when a request sets no `max_tokens`/`max_completion_tokens`; the
-   * request is then sent upstream with that cap, so the reservation is a true worst case.
-   * Default 4096.
+   * A model without a price: `'refuse'` (400 `model_not_priced` naming it: nothing is relayed
+   * that cannot be billed), a {@link ModelPrice} to bill it at, or `'free'` to relay it at $0
+   * (an explicit opt-in). Default `'refuse'`.
+   */
+  onUnpricedModel?: 'refuse' | 'free' | ModelPrice;
+  /**
+   * Output tokens reserved, per model, for a request that sets no cap of its own
+   * (`max_tokens`, `max_completion_tokens`, `max_output_tokens`), instead of the model's maximum
+   * output from the catalog. Default: none.
+   */
+  outputReserve?: Record<string, number>;
+  /**
+   * Output tokens reserved for a request without a cap when neither `outputReserve` nor the
+   * catalog knows the model's maximum. The request is never rewritten to fit it (see
+   * `capRequests`). Default 4096.
    */
   defaultMaxTokens?: number;
+  /**
+   * Send the reserved output as the request's cap when it set none, so the reservation is a hard
+   * worst case. Off by default: a request is never silently changed. Default false.
+   */
+  capRequests?: boolean;
+  /**
+   * Tell the client what its request cost: an `x-llmux-cost-usd` header on JSON answers, and on
+   * streams an `x-llmux-cost-usd` trailer and a last SSE comment (`: x-llmux-cost-usd 0.000123`),
+   * which SSE parsers skip. Default false.
+   */
+  exposeCost?: boolean;
+  /** The durable settlement queue: its bound and retry timing. */
+  settlement?: SettlementQueueOptions;
   /** The clock, ms since the epoch; injectable for tests. Default `Date.now`. */
   clock?: () => number;
   /** The address the failed-auth limiter counts by. Default: the socket's remote address. */
@@ -65,7 +102,11 @@ export interface KeyAuth {
    * window or quota is checked or counted. For routes that cost nothing, such as `/v1/models`.
    */
   readonly authenticateOnly: (req: IncomingMessage, res: ServerResponse, next: Next) => void;
-  /** Closes the private store, if it made one. Idempotent. */
+  /** Resolves once every settlement has reached the store (for tests, and before a last read). */
+  whenSettled(): Promise<void>;
+  /** The durable settlement queue's counts: pending, recovered, dropped, refused. */
+  settlementStats(): SettlementStats;
+  /** Lets pending settlements land (bounded), then closes the private store, if it made one. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -108,7 +149,18 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     options.pricing instanceof Pricing
       ? options.pricing
       : new Pricing(read.object('pricing', options.pricing));
-  const defaultMaxTokens = read.positiveInteger('defaultMaxTokens', options.defaultMaxTokens, 4096);
+  const unpriced = resolveUnpriced(read, options.onUnpricedModel);
+  const reserve: OutputReserve = {
+    perModel: new Map(
+      Object.entries(read.object('outputReserve', options.outputReserve)).map(([model, tokens]) => [
+        model,
+        read.positiveInteger(`outputReserve.${model}`, tokens),
+      ]),
+    ),
+    fallbackTokens: read.positiveInteger('defaultMaxTokens', options.defaultMaxTokens, 4096),
+  };
+  const capRequests = read.boolean('capRequests', options.capRequests, false);
+  const exposeCost = read.boolean('exposeCost', options.exposeCost, false);
   const clock = read.function('clock', options.clock, Date.now);
   const clientAddress = read.function('clientAddress', options.clientAddress, socketAddress);
   const limitFailedAuth = read.boolean('limitFailedAuth', options.limitFailedAuth, true);
@@ -118,6 +170,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     ['error'],
     'an object with an error() method',
   );
+  const settlements = new SettlementQueue(keyStore, logger, read.object('settlement', options.settlement));
 
   async function authenticate(
     req: IncomingMessage,
@@ -146,7 +199,16 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     ctx.teamId = key.teamId;
     ctx.userId = key.userId;
     if (!admit) return true;
-    const estimate = estimateRequest(ctx, defaultMaxTokens);
+    // What has no body or costs nothing upstream (a model list, a stored response) is not priced.
+    const price =
+      ctx.body === undefined || ctx.route?.operation === 'free'
+        ? FREE
+        : (pricing.priceOf(ctx.model) ?? unpriced);
+    if (price === undefined) {
+      refuse(res, ctx, notPriced(ctx.model));
+      return false;
+    }
+    const reservation = reservationOf(ctx, price, reserve);
     // Observers wait for the cost: held from before the admission (the client may leave during
     // it) until the bill is priced when the response closes.
     const releaseCost = ctx.hold();
@@ -155,8 +217,8 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
       admission = await keyStore.admit({
         keyId: key.id,
         model: ctx.model,
-        estimatedCostUsd: pricing.costUsd(ctx.model, estimate.promptTokens, estimate.completionTokens),
-        estimatedTokens: estimate.promptTokens + estimate.completionTokens,
+        estimatedCostUsd: reservation.costUsd,
+        estimatedTokens: reservation.promptTokens + reservation.outputTokens,
         nowMs: now,
       });
     } catch (err) {
@@ -165,29 +227,38 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     }
     if (!admission.ok) {
       releaseCost();
-      refuse(res, ctx, refusalError(admission, ctx.model));
+      refuse(res, ctx, refusalError(admission, ctx.model, reservation));
       return false;
     }
     if (admission.rateLimit !== undefined) setRateLimitHeaders(res, admission.rateLimit);
-    if (estimate.capped) capCompletion(ctx, defaultMaxTokens);
+    if (capRequests && reservation.uncapped && ctx.body !== undefined) {
+      // Asked for by the host: the reserve becomes the request's own cap, sent upstream.
+      ctx.body = ctx.protocol.capOutput(ctx.body, reservation.outputTokens);
+      ctx.rawBody = undefined;
+    }
+    if (exposeCost) ctx.priceUsage = (usage) => costOf(price, usage);
     const reservationId = admission.reservationId;
-    const promptEstimate = estimate.promptTokens;
     onResponseClose(res, () => {
-      const bill = billOf(ctx, promptEstimate);
-      const costUsd = pricing.costUsd(ctx.model, bill.promptTokens, bill.completionTokens);
+      const bill = billOf(ctx, reservation, res.statusCode);
+      const costUsd = costOf(price, bill);
       ctx.costUsd = costUsd;
       releaseCost();
-      keyStore
-        .settle(reservationId, {
+      settlements.settle(
+        reservationId,
+        {
           model: ctx.model,
           costUsd,
           promptTokens: bill.promptTokens,
           completionTokens: bill.completionTokens,
+          cachedTokens: bill.cachedTokens,
+          cacheWriteTokens: bill.cacheWriteTokens,
+          reasoningTokens: bill.reasoningTokens,
+          audioPromptTokens: bill.audioPromptTokens,
+          audioCompletionTokens: bill.audioCompletionTokens,
           nowMs: clock(),
-        })
-        .then(undefined, (err: unknown) => {
-          logger.error('settlement failed', { requestId: ctx.id, keyId: ctx.keyId, error: String(err) });
-        });
+        },
+        ctx.id,
+      );
     });
     return true;
   }
@@ -209,7 +280,13 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
   Object.defineProperty(middleware, 'authenticateOnly', { value: handler(false) });
   Object.defineProperty(middleware, 'store', { value: keyStore });
   Object.defineProperty(middleware, 'pricing', { value: pricing });
-  middleware.close = () => (ownStore === undefined ? Promise.resolve() : ownStore.close());
+  middleware.whenSettled = () => settlements.whenIdle();
+  middleware.settlementStats = () => settlements.stats();
+  let closing: Promise<void> | undefined;
+  middleware.close = () => {
+    closing ??= settlements.close().then(() => ownStore?.close());
+    return closing;
+  };
   return middleware;
 }
 
@@ -234,68 +311,34 @@ function usable(key: ApiKey, now: number): boolean {
   return !key.revoked && (key.expiresAt === undefined || key.expiresAt > now);
 }
 
-/**
- * Worst-case tokens of a request: its prompt by size, its completion by its own cap, or by
- * `defaultMaxTokens` (`capped: true`: the caller must then send that cap upstream).
- */
-export function estimateRequest(
-  ctx: RequestContext,
-  defaultMaxTokens: number,
-): { promptTokens: number; completionTokens: number; capped: boolean } {
-  const body = ctx.body;
-  if (body === undefined) return { promptTokens: 0, completionTokens: 0, capped: false };
-  // ~4 bytes a token for English; 3 keeps the estimate on the safe (higher) side.
-  const bytes = ctx.rawBody?.length ?? JSON.stringify(body).length;
-  const promptTokens = Math.ceil(bytes / 3);
-  const operation = ctx.route?.operation;
-  const generates =
-    operation === 'generate' ||
-    (operation === undefined && (body.messages !== undefined || body.prompt !== undefined));
-  if (!generates) return { promptTokens, completionTokens: 0, capped: false };
-  const cap = ctx.protocol.outputCap(body);
-  const completionTokens = cap ?? defaultMaxTokens;
-  return {
-    promptTokens,
-    completionTokens: completionTokens * ctx.protocol.outputCount(body),
-    capped: cap === undefined,
-  };
-}
-
-/**
- * Sends the reserved cap upstream: `max_completion_tokens` on chat (the field every current
- * model takes), `max_tokens` on text completions. The raw bytes are dropped so the relay
- * serializes the changed body.
- */
-function capCompletion(ctx: RequestContext, maxTokens: number): void {
-  const body = ctx.body;
-  if (body === undefined) return;
-  if (body.messages !== undefined) body.max_completion_tokens = maxTokens;
-  else body.max_tokens = maxTokens;
-  ctx.rawBody = undefined;
-}
-
-/**
- * What to bill: the usage the upstream reported; for a stream that ended without it (the client
- * left, the upstream cut it), the prompt estimate plus the chunks relayed; nothing when no byte
- * of an answer reached the client.
- */
-export function billOf(
-  ctx: RequestContext,
-  promptEstimate: number,
-): { promptTokens: number; completionTokens: number } {
-  if (ctx.usage !== undefined) {
-    return { promptTokens: ctx.usage.promptTokens, completionTokens: ctx.usage.completionTokens };
-  }
-  if (ctx.firstByteAt !== undefined && ctx.stream) {
-    return { promptTokens: promptEstimate, completionTokens: ctx.streamedChunks };
-  }
-  return { promptTokens: 0, completionTokens: 0 };
-}
-
 function refuse(res: ServerResponse, ctx: RequestContext, err: LlmuxError): void {
   ctx.errorCode = err.code;
   sendError(res, err);
 }
+
+function notPriced(model: string | undefined): LlmuxError {
+  return llmuxError('model_not_priced', {
+    message:
+      model === undefined
+        ? 'the request names no model, so it cannot be priced'
+        : `model ${JSON.stringify(model)} has no price: llmux relays only what it can bill (give it a price, or set onUnpricedModel)`,
+    param: 'model',
+  });
+}
+
+function resolveUnpriced(
+  read: OptionReader,
+  value: KeyAuthOptions['onUnpricedModel'],
+): ModelPrice | undefined {
+  if (value === undefined || value === 'refuse') return undefined;
+  if (value === 'free') return FREE;
+  if (typeof value !== 'object' || value === null)
+    read.fail('onUnpricedModel', "'refuse', 'free' or a price", value);
+  return checkPrice(value, 'onUnpricedModel');
+}
+
+/** What an unpriced model costs when the host opted into `onUnpricedModel: 'free'`. */
+const FREE: ModelPrice = Object.freeze({ inputPerMTokUsd: 0, outputPerMTokUsd: 0 });
 
 function tooManyFailures(retryAfterMs: number): LlmuxError {
   return llmuxError('too_many_auth_failures', {
@@ -312,7 +355,11 @@ const REFUSALS: Record<string, { code: LlmuxErrorCode; message: string }> = {
   parallel: { code: 'too_many_parallel_requests', message: 'too many requests in flight' },
 };
 
-function refusalError(admission: Extract<Admission, { ok: false }>, model: string | undefined): LlmuxError {
+function refusalError(
+  admission: Extract<Admission, { ok: false }>,
+  model: string | undefined,
+  reservation: Reservation,
+): LlmuxError {
   if (admission.reason === 'model') {
     return llmuxError('model_not_allowed', {
       message: `model ${JSON.stringify(model ?? '')} is not allowed for this ${admission.subject}`,
@@ -325,6 +372,14 @@ function refusalError(admission: Extract<Admission, { ok: false }>, model: strin
   // No wait can make the request pass (a spent budget, a request above a whole tpm limit or
   // daily quota): no Retry-After, and `x-should-retry: false` so SDKs do not sleep on it.
   const never = admission.retryAfterMs === undefined;
+  if (admission.reason === 'budget' && reservation.uncapped) {
+    // What an uncapped request reserves is the model's whole output: say so, and how to ask for less.
+    return llmuxError('insufficient_quota', {
+      message: `${admission.subject} budget left is below this request's worst case ($${reservation.costUsd.toFixed(6)} for up to ${reservation.outputTokens} output tokens); set max_tokens to reserve less`,
+      retryAfterSeconds: null,
+      headers,
+    });
+  }
   return llmuxError(refusal.code, {
     message:
       never && admission.reason !== 'budget'

@@ -2,6 +2,7 @@
 // events), usage split over `message_start` (input and cache) and `message_delta` (output), the
 // relay's key as `x-api-key`, and errors in Anthropic's `{"type":"error","error":{…}}` shape with
 // the statuses its SDKs expect (529 for an overload).
+import { anthropicImageTokens, estimatePrompt } from '../accounting/estimate.js';
 import type { RequestContext } from '../context.js';
 import type { LlmuxError } from '../errors/llmux-error.js';
 import { tokenCount, usageOf, type Usage } from '../usage.js';
@@ -165,6 +166,8 @@ export const ANTHROPIC_MESSAGES: WireProtocol = Object.freeze<WireProtocol>({
   outputCap: (body) => positiveInteger(body.max_tokens),
   outputCount: () => 1,
   deferredUsage: () => false,
+  estimatePrompt: (body) => estimatePrompt(body, anthropicImageTokens),
+  capOutput: (body, tokens) => ({ ...body, max_tokens: tokens }),
   authenticate(headers, apiKey) {
     headers['x-api-key'] = apiKey;
     // The client's own `anthropic-version` (forwarded after this) wins over the default.

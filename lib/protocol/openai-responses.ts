@@ -1,6 +1,7 @@
 // The OpenAI Responses API: `POST /v1/responses` (JSON, or typed events ended by
 // `response.completed`, `response.incomplete` or `response.failed`, no `[DONE]`), its usage in the
 // response object, and the stored-response routes, which cost nothing.
+import { estimatePrompt, openAiImageTokens } from '../accounting/estimate.js';
 import type { RequestContext } from '../context.js';
 import { OPENAI_ERROR_SHAPE, type LlmuxError } from '../errors/llmux-error.js';
 import { readOpenAiUsage, streamFlagError } from './openai.js';
@@ -83,6 +84,8 @@ export const OPENAI_RESPONSES: WireProtocol = Object.freeze<WireProtocol>({
   outputCap: (body) => positiveInteger(body.max_output_tokens),
   outputCount: () => 1,
   deferredUsage: (body) => body.background === true,
+  estimatePrompt: (body) => estimatePrompt(body, openAiImageTokens),
+  capOutput: (body, tokens) => ({ ...body, max_output_tokens: tokens }),
   authenticate(headers, apiKey) {
     headers.authorization = `Bearer ${apiKey}`;
   },

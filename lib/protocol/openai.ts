@@ -1,6 +1,7 @@
 // The OpenAI Chat Completions, Completions and Embeddings protocol: `stream_options.include_usage`
 // asked for on streams, `usage` (with its token details) read from JSON and the usage chunk,
 // `data: [DONE]` ending a complete stream, `{"error": …}` bodies and frames.
+import { estimatePrompt, openAiImageTokens } from '../accounting/estimate.js';
 import type { RequestContext } from '../context.js';
 import { errors, OPENAI_ERROR_SHAPE, type LlmuxError } from '../errors/llmux-error.js';
 import { tokenCount, usageOf, type Usage } from '../usage.js';
@@ -131,6 +132,12 @@ export const OPENAI: WireProtocol = Object.freeze<WireProtocol>({
   outputCap: (body) => positiveInteger(body.max_completion_tokens ?? body.max_tokens),
   outputCount: (body) => positiveInteger(body.n) ?? 1,
   deferredUsage: () => false,
+  estimatePrompt: (body) => estimatePrompt(body, openAiImageTokens),
+  // Chat takes `max_completion_tokens` (every current model does); text completions `max_tokens`.
+  capOutput: (body, tokens) =>
+    body.messages !== undefined
+      ? { ...body, max_completion_tokens: tokens }
+      : { ...body, max_tokens: tokens },
   authenticate(headers, apiKey) {
     headers.authorization = `Bearer ${apiKey}`;
   },

@@ -3,6 +3,7 @@
 // relay, key auth, the preset and the observers ask the protocol; none of them knows a wire format.
 import type { RequestContext } from '../context.js';
 import type { ErrorShape, LlmuxError } from '../errors/llmux-error.js';
+import type { PromptEstimate } from '../accounting/estimate.js';
 import type { Usage } from '../usage.js';
 
 /** The wire protocols llmux speaks. */
@@ -68,6 +69,10 @@ export interface WireProtocol extends ErrorShape {
   outputCap(body: Record<string, unknown>): number | undefined;
   /** How many outputs the request asks for (`n`); 1 when it cannot ask. */
   outputCount(body: Record<string, unknown>): number;
+  /** The request's prompt in tokens, estimated from its text, images (by this provider's formula), files and schemas. */
+  estimatePrompt(body: Record<string, unknown>): PromptEstimate;
+  /** The body with its output capped at `tokens`, in this protocol's field (for `capRequests`). */
+  capOutput(body: Record<string, unknown>, tokens: number): Record<string, unknown>;
   /**
    * True when the answer will not carry the request's usage (a background response, generated
    * after the answer): the request is then billed at its reservation, never at nothing.

@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici';
 import { errors } from '../errors/llmux-error.js';
 import { decodeUpstreamError, decodeUpstreamErrorObject } from '../errors/upstream.js';
 import { parseRetryAfterMs, toRetryAfterSeconds } from '../retry/retry-after.js';
+import { COST_HEADER, formatUsd } from './cost-header.js';
 import { watchFinish } from './client-stall.js';
 import {
   answered,
@@ -68,6 +69,9 @@ export async function relayBuffered(
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', raw.length);
+  if (ctx.priceUsage !== undefined && usage !== undefined) {
+    res.setHeader(COST_HEADER, formatUsd(ctx.priceUsage(usage)));
+  }
   ctx.firstByteAt = performance.now();
   res.end(raw);
   // A client that never reads the answer would hold its connection (and gate permit) for ever.

@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici';
 import { errors, llmuxError, type LlmuxError } from '../errors/llmux-error.js';
 import { decodeUpstreamErrorObject } from '../errors/upstream.js';
 import { watchDrain, watchFinish } from './client-stall.js';
+import { COST_HEADER, formatUsd } from './cost-header.js';
 import {
   answered,
   cutStalledClient,
@@ -109,6 +110,12 @@ export class SseRelay implements SseVisitor {
       const { res, ctx, settings } = this.input;
       this.flush();
       if (!this.started) this.startResponse();
+      if (ctx.priceUsage !== undefined && ctx.usage !== undefined) {
+        // The cost, once the usage is known: a comment SSE parsers skip, and a trailer.
+        const cost = formatUsd(ctx.priceUsage(ctx.usage));
+        res.write(`: ${COST_HEADER} ${cost}\n\n`);
+        res.addTrailers({ [COST_HEADER]: cost });
+      }
       res.end();
       this.finish(answered(OK));
       watchFinish(res, settings.clientStallTimeoutMs, () => cutStalledClient(res, ctx));
@@ -184,6 +191,7 @@ export class SseRelay implements SseVisitor {
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache, no-transform');
     res.setHeader('X-Accel-Buffering', 'no');
+    if (ctx.priceUsage !== undefined) res.setHeader('Trailer', COST_HEADER);
     ctx.firstByteAt = performance.now();
   }
 

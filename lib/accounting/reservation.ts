@@ -1,0 +1,80 @@
+// What a request reserves at admission and what it is billed when it ends: the prompt as its
+// protocol estimates it, the output up to the request's own cap (or the model's maximum), priced by
+// class; the bill is the usage the upstream reported, never a silent zero for an answer served.
+import type { RequestContext } from '../context.js';
+import { costOf, type ModelPrice } from '../pricing/price.js';
+import { usageOf, type Usage } from '../usage.js';
+
+/** How a request without a cap on its output is reserved for. */
+export interface OutputReserve {
+  /** Output tokens reserved per model, over the model's maximum. */
+  readonly perModel: ReadonlyMap<string, number>;
+  /** Reserved when neither the request nor the catalog says how much the model may write. */
+  readonly fallbackTokens: number;
+}
+
+/** A request's reservation: the tokens it may use at most (as estimated), and what they cost. */
+export interface Reservation {
+  /** The prompt, estimated. */
+  promptTokens: number;
+  /** The part of the prompt that is audio. */
+  audioPromptTokens: number;
+  /** The most output the request can produce: its own cap, else the reserve (times `n`). */
+  outputTokens: number;
+  /** True when the request set no cap of its own (the reserve stood in). */
+  uncapped: boolean;
+  /** The cost of all of it at the model's prices. */
+  costUsd: number;
+}
+
+/** The reservation of the request in `ctx` at `price`. */
+export function reservationOf(ctx: RequestContext, price: ModelPrice, reserve: OutputReserve): Reservation {
+  const body = ctx.body;
+  if (body === undefined)
+    return { promptTokens: 0, audioPromptTokens: 0, outputTokens: 0, uncapped: false, costUsd: 0 };
+  const protocol = ctx.protocol;
+  const prompt = protocol.estimatePrompt(body);
+  let outputTokens = 0;
+  let uncapped = false;
+  if (generates(ctx, body)) {
+    const cap = protocol.outputCap(body);
+    uncapped = cap === undefined;
+    const perOutput =
+      cap ??
+      (ctx.model === undefined ? undefined : reserve.perModel.get(ctx.model)) ??
+      price.maxOutputTokens ??
+      reserve.fallbackTokens;
+    outputTokens = perOutput * protocol.outputCount(body);
+  }
+  const usage = usageOf(prompt.promptTokens, outputTokens, { audioPromptTokens: prompt.audioPromptTokens });
+  return { ...prompt, outputTokens, uncapped, costUsd: costOf(price, usage) };
+}
+
+/** Whether the request writes output: its route says so, or (a route llmux does not know) its body looks it. */
+function generates(ctx: RequestContext, body: Record<string, unknown>): boolean {
+  const operation = ctx.route?.operation;
+  if (operation !== undefined) return operation === 'generate';
+  return body.messages !== undefined || body.prompt !== undefined;
+}
+
+/**
+ * What to bill a request that ended: the usage the upstream reported; for an answer that will not
+ * carry it (a background response), the whole reservation; for a stream that ended without it
+ * (the client left, the upstream cut it), the prompt estimate plus the chunks relayed; nothing
+ * when no byte of an answer reached the client.
+ */
+export function billOf(ctx: RequestContext, reservation: Reservation, status: number): Usage {
+  if (ctx.usage !== undefined) return ctx.usage;
+  const body = ctx.body;
+  if (body !== undefined && status >= 200 && status < 300 && ctx.protocol.deferredUsage(body)) {
+    return usageOf(reservation.promptTokens, reservation.outputTokens, {
+      audioPromptTokens: reservation.audioPromptTokens,
+    });
+  }
+  if (ctx.firstByteAt !== undefined && ctx.stream) {
+    return usageOf(reservation.promptTokens, ctx.streamedChunks, {
+      audioPromptTokens: reservation.audioPromptTokens,
+    });
+  }
+  return usageOf(0, 0);
+}
