@@ -97,7 +97,7 @@ describe('RedisKeyStore across instances', () => {
     expect(await admitOne(store, key.id)).toMatchObject({ ok: true, rateLimit: { limit: 10, remaining: 8 } });
   });
 
-  it('gives back the budget and slot of a reservation nobody settles once reservationTtlMs has passed', async () => {
+  it('frees the slot of a reservation nobody settles once reservationTtlMs has passed, charging its reservation until a settlement replaces it', async () => {
     const store = open({ reservationTtlMs: 60_000 });
     const key = await store.createKey({
       name: 'k',
@@ -109,9 +109,12 @@ describe('RedisKeyStore across instances', () => {
     const lost = await admitOne(store, key.id, T0, 1);
     expect(lost.ok).toBe(true);
     expect(await admitOne(store, key.id, T0 + 59_999, 1)).toMatchObject({ ok: false, reason: 'budget' });
-    const next = await admitOne(store, key.id, T0 + 60_000, 0.5);
+    // Expired: the slot is free again, and the reservation is billed, never dropped at nothing.
+    const next = await admitOne(store, key.id, T0 + 60_000, 0);
     expect(next.ok).toBe(true);
-    // The late settlement is still charged, and frees nothing a second time.
+    expect((await store.getKey(key.id))?.spendUsd).toBe(1);
+    expect(await store.spend({ groupBy: 'key' })).toMatchObject([{ spendUsd: 1, requests: 1 }]);
+    // The late settlement replaces the charge by the real cost, and frees nothing a second time.
     if (!lost.ok || !next.ok) throw new Error('expected admissions');
     await store.settle(lost.reservationId, {
       model: 'gpt-4o',
@@ -121,6 +124,8 @@ describe('RedisKeyStore across instances', () => {
       nowMs: T0 + 60_001,
     });
     expect((await store.getKey(key.id))?.spendUsd).toBe(0.25);
+    expect((await store.getKey(key.id))?.spendByModel).toEqual({ 'gpt-4o': 0.25 });
+    expect(await store.spend({ groupBy: 'key' })).toMatchObject([{ spendUsd: 0.25, requests: 1 }]);
     expect(await admitOne(store, key.id, T0 + 60_002)).toMatchObject({ ok: false, reason: 'parallel' });
   });
 });
@@ -314,12 +319,15 @@ describe('RedisKeyStore when Redis cannot be reached', () => {
     }
   });
 
-  it('fails open: admits unaccounted, settles nothing, blocks no address', async () => {
+  it('fails open: admits unaccounted, blocks no address, and its settlement waits for Redis', async () => {
     const store = open({ url: DOWN_URL, commandTimeoutMs: 200, onStoreError: 'fail-open' });
     const admission = await admitOne(store, 'any');
     expect(admission).toMatchObject({ ok: true, rateLimit: undefined });
     if (!admission.ok) throw new Error('expected an admission');
-    await expect(store.settle(admission.reservationId, settlement)).resolves.toBeUndefined();
+    // Not dropped: keyAuth's settlement queue retries it until Redis answers.
+    await expect(store.settle(admission.reservationId, settlement)).rejects.toMatchObject({
+      code: 'store_unavailable',
+    });
     expect(await store.recordAuthFailure('203.0.113.1', T0)).toEqual({ blocked: false, retryAfterMs: 0 });
     expect(await store.authFailureState('203.0.113.1', T0)).toEqual({ blocked: false, retryAfterMs: 0 });
     await expect(store.findKeyByHash(hashApiKey('sk-never-seen'))).rejects.toMatchObject({

@@ -161,6 +161,53 @@ end
 `;
 
 /**
+ * Spend kept per model and per day, shared by settlement and by the charge of an expired hold.
+ * `retentionDays`, `maxModels`, `otherModels` and `msPerDay` are the caller's locals.
+ */
+const SPEND = `
+-- Adds usd to a record's spend under model (nil: none); returns the name it was kept under.
+local function addModelSpend(kind, id, model, usd, maxModels, otherModels)
+  if model == nil or model == false then return nil end
+  local models = rk(kind, 'models', id)
+  local slot = model
+  if redis.call('HEXISTS', models, model) == 0 and redis.call('HLEN', models) >= maxModels then slot = otherModels end
+  redis.call('HSET', models, slot, fmt((tonumber(redis.call('HGET', models, slot)) or 0) + usd))
+  return slot
+end
+-- Adds to the day's spend bucket of one identity: added holds spend, requests, prompt,
+-- completion and the five token classes, in that order. Buckets older than the retention are
+-- pruned as the days go by, and each expires by itself once past it.
+local function addToBucket(day, keyId, teamId, userId, slot, added, retentionDays, msPerDay)
+  local daysKey, latestKey = P .. 'spend.days', P .. 'spend.latest'
+  local latest = tonumber(redis.call('GET', latestKey))
+  if latest == nil or day > latest then
+    latest = day
+    redis.call('SET', latestKey, fmt(latest))
+    local old = redis.call('ZRANGEBYSCORE', daysKey, '-inf', fmt(latest - retentionDays))
+    for _, oldDay in ipairs(old) do redis.call('DEL', P .. 'spend.day:' .. oldDay) end
+    redis.call('ZREMRANGEBYSCORE', daysKey, '-inf', fmt(latest - retentionDays))
+  end
+  if day <= latest - retentionDays then return end
+  local bucket = P .. 'spend.day:' .. fmt(day)
+  redis.call('ZADD', daysKey, fmt(day), fmt(day))
+  local identity = cjson.encode({ keyId, teamId or cjson.null, userId or cjson.null, slot or cjson.null })
+  local sums = { 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+  local old = redis.call('HGET', bucket, identity)
+  if old then
+    local i = 0
+    for part in string.gmatch(old, '%S+') do
+      i = i + 1
+      sums[i] = tonumber(part)
+    end
+  end
+  local parts = {}
+  for i = 1, 9 do parts[i] = fmt(sums[i] + (added[i] or 0)) end
+  redis.call('HSET', bucket, identity, table.concat(parts, ' '))
+  redis.call('PEXPIRE', bucket, fmt((day + retentionDays - latest) * msPerDay))
+end
+`;
+
+/**
  * Star-only globs of model allow-lists, as glob.ts matches them: the literal runs between stars
  * are found leftmost-first with plain finds, so no Lua pattern is built and no character is special.
  */
@@ -208,16 +255,22 @@ end
  * team and its user and, when all pass, reserves the estimate and takes a parallel slot (a hold
  * that expires at `nowMs + holdMs`).
  * ARGV: prefix, keyId, cost, tokens, now, day, msToMidnight, reservationId, hasModel, model,
- * holdMs, recordTtlMs, toleranceUsd, budgetEpsilonUsd, parallelRetryAfterMs.
+ * holdMs, recordTtlMs, toleranceUsd, budgetEpsilonUsd, parallelRetryAfterMs, retentionDays,
+ * maxModelsPerRecord, otherModels, msPerDay. A reservation id whose settlement already came (a
+ * tombstone: the admission landed late, after a fail-open request was settled) is answered ok and
+ * reserves nothing.
  * Returns `{'not_found'}`, `{'ok', limit, remaining, reset}` or `{'refused', reason, subject,
  * retryAfter, limit, remaining, reset}`; `''` for an absent number.
  */
-export const ADMIT_SCRIPT = `${HELPERS}${ACCOUNTING}${MODEL_ALLOWED}
+export const ADMIT_SCRIPT = `${HELPERS}${ACCOUNTING}${MODEL_ALLOWED}${SPEND}
 local keyId = ARGV[2]
 local cost, tokens, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local day, toMidnight, resId = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local holdMs, recordTtlMs, tolerance = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 local budgetEpsilon, parallelRetry = tonumber(ARGV[14]), tonumber(ARGV[15])
+local retentionDays, maxModels, otherModels, msPerDay = tonumber(ARGV[16]), tonumber(ARGV[17]), ARGV[18], tonumber(ARGV[19])
+if redis.call('EXISTS', P .. 'settled:' .. resId) == 1 then return { 'ok', '', '', '' } end
+if redis.call('EXISTS', P .. 'res:' .. resId) == 1 then return { 'duplicate' } end
 local k = redis.call('HMGET', rk('key', nil, keyId), 'id', 'teamId', 'userId', 'budgetUsd', 'rpm', 'tpm',
   'maxParallel', 'dailyRequests', 'dailyTokens', 'models')
 if not k[1] then return { 'not_found' } end
@@ -249,18 +302,33 @@ for i = 1, 3 do
   end
 end
 
--- Holds whose time is up (their instance crashed or lost them) stop holding budget and slots.
+-- Holds whose time is up (their instance crashed, or its settlement never landed) stop holding
+-- budget and slots, and are charged at their reservation: a request that may have been served is
+-- never billed at nothing. A settlement that lands later replaces the charge by the real cost.
 for i = 1, 3 do
   local s = subjects[i]
   if s then
     local expired = redis.call('ZRANGEBYSCORE', s.holds, '-inf', fmt(now), 'LIMIT', 0, 1000)
     if #expired > 0 then
       local costs = redis.call('HMGET', s.holdcost, unpack(expired))
-      for j = 1, #costs do s.reserved = s.reserved - (tonumber(costs[j]) or 0) end
+      for j = 1, #expired do
+        local held = tonumber(costs[j]) or 0
+        s.reserved = s.reserved - held
+        local resKey = P .. 'res:' .. expired[j]
+        local r = redis.call('HMGET', resKey, 'keyId', 'teamId', 'userId', 'model', 'day')
+        if r[1] then
+          s.spend = s.spend + held
+          redis.call('HSET', resKey, 'charged_' .. s.kind, '1')
+          local slot = addModelSpend(s.kind, s.id, r[4], held, maxModels, otherModels)
+          if s.kind == 'key' then
+            addToBucket(tonumber(r[5]), r[1], r[2], r[3], slot, { held, 1 }, retentionDays, msPerDay)
+          end
+        end
+      end
       redis.call('ZREM', s.holds, unpack(expired))
       redis.call('HDEL', s.holdcost, unpack(expired))
       if s.reserved < 0 or redis.call('ZCARD', s.holds) == 0 then s.reserved = 0 end
-      redis.call('HSET', s.acct, 'reserved', fmt(s.reserved))
+      redis.call('HSET', s.acct, 'reserved', fmt(s.reserved), 'spend', fmt(s.spend))
     end
   end
 end
@@ -389,22 +457,31 @@ return { 'ok', '', '', '' }
  * (`1`: charge the reserved estimate, for a settlement that failed validation), cost,
  * promptTokens, completionTokens, now, hasModel, model, retentionDays, maxModelsPerRecord,
  * otherModels, msPerDay, then the token classes (cached, cache write, reasoning, audio prompt,
- * audio completion). Returns 1 when it settled, 0 for an unknown or settled reservation. A
- * spend bucket's value is its sums, space-separated: spend, requests, prompt, completion, then
- * the classes (a bucket written before the classes existed reads them as 0).
+ * audio completion), then recordTtlMs. Returns 1 when it settled, 0 for an unknown or settled
+ * reservation; an unknown one leaves a tombstone for `recordTtlMs`, so an admission that lands
+ * after its settlement (a fail-open request) reserves nothing. A subject whose hold expired was
+ * charged the reservation then: it is charged the difference now. A spend bucket's value is its
+ * sums, space-separated: spend, requests, prompt, completion, then the classes (a bucket written
+ * before the classes existed reads them as 0).
  */
-export const SETTLE_SCRIPT = `${HELPERS}${ACCOUNTING}
+export const SETTLE_SCRIPT = `${HELPERS}${ACCOUNTING}${SPEND}
 local resId = ARGV[2]
 local resKey = P .. 'res:' .. resId
-local r = redis.call('HMGET', resKey, 'keyId', 'teamId', 'userId', 'model', 'cost', 'tokens', 'day', 'at')
-if not r[1] then return 0 end
+local r = redis.call('HMGET', resKey, 'keyId', 'teamId', 'userId', 'model', 'cost', 'tokens', 'day', 'at',
+  'charged_key', 'charged_team', 'charged_user')
+if not r[1] then
+  redis.call('SET', P .. 'settled:' .. resId, '1', 'PX', ARGV[19])
+  return 0
+end
 redis.call('DEL', resKey)
 local reservedCost, reservedTokens, reservedDay = tonumber(r[5]), tonumber(r[6]), tonumber(r[7])
+local reservedModel = r[4]
+local charged = { key = r[9], team = r[10], user = r[11] }
 local cost, prompt, completion, now, model
 local classes = { 0, 0, 0, 0, 0 }
 if ARGV[3] == '1' then
   cost, prompt, completion, now = reservedCost, reservedTokens, 0, tonumber(r[8])
-  if r[4] then model = r[4] end
+  if reservedModel then model = reservedModel end
 else
   cost, prompt, completion, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   if ARGV[8] == '1' then model = ARGV[9] end
@@ -419,7 +496,13 @@ local function settleAccount(kind, id)
   if redis.call('EXISTS', rk(kind, nil, id)) == 0 then return nil end
   local acct, holds = rk(kind, 'acct', id), rk(kind, 'holds', id)
   local a = redis.call('HMGET', acct, 'spend', 'reserved', 'tpmTat')
-  local fields = { 'spend', fmt((tonumber(a[1]) or 0) + cost) }
+  local spend = (tonumber(a[1]) or 0) + cost
+  -- A hold charged when it expired had its reservation billed: take it back for the real cost.
+  if charged[kind] then
+    spend = spend - reservedCost
+    addModelSpend(kind, id, reservedModel, -reservedCost, maxModels, otherModels)
+  end
+  local fields = { 'spend', fmt(spend) }
   -- A hold that expired was already given back; it is never given back twice.
   if redis.call('ZREM', holds, resId) == 1 then
     redis.call('HDEL', rk(kind, 'holdcost', id), resId)
@@ -434,12 +517,7 @@ local function settleAccount(kind, id)
     fields[#fields + 1] = fmt(adjust(tonumber(a[3]) or 0, tokenDelta, now, tpm))
   end
   redis.call('HSET', acct, unpack(fields))
-  if model == nil then return nil end
-  local models = rk(kind, 'models', id)
-  local slot = model
-  if redis.call('HEXISTS', models, model) == 0 and redis.call('HLEN', models) >= maxModels then slot = otherModels end
-  redis.call('HSET', models, slot, fmt((tonumber(redis.call('HGET', models, slot)) or 0) + cost))
-  return slot
+  return addModelSpend(kind, id, model, cost, maxModels, otherModels)
 end
 
 local slot = settleAccount('key', r[1])
@@ -451,37 +529,16 @@ end
 if r[2] then settleAccount('team', r[2]) end
 if r[3] then settleAccount('user', r[3]) end
 
--- The day's spend bucket; buckets older than the retention are pruned as the days go by, and
--- each expires by itself once past it (for a store nobody settles on any more).
-local bucketDay = math.floor(now / msPerDay)
-local daysKey, latestKey = P .. 'spend.days', P .. 'spend.latest'
-local latest = tonumber(redis.call('GET', latestKey))
-if latest == nil or bucketDay > latest then
-  latest = bucketDay
-  redis.call('SET', latestKey, fmt(latest))
-  local old = redis.call('ZRANGEBYSCORE', daysKey, '-inf', fmt(latest - retentionDays))
-  for _, oldDay in ipairs(old) do redis.call('DEL', P .. 'spend.day:' .. oldDay) end
-  redis.call('ZREMRANGEBYSCORE', daysKey, '-inf', fmt(latest - retentionDays))
+if charged.key then
+  -- Take the reservation charged at expiry out of the bucket it went to.
+  local reservedSlot = reservedModel
+  local models = rk('key', 'models', r[1])
+  if reservedSlot and redis.call('HEXISTS', models, reservedSlot) == 0 then reservedSlot = otherModels end
+  addToBucket(reservedDay, r[1], r[2], r[3], reservedSlot, { -reservedCost, -1 }, retentionDays, msPerDay)
 end
-if bucketDay > latest - retentionDays then
-  local bucket = P .. 'spend.day:' .. fmt(bucketDay)
-  redis.call('ZADD', daysKey, fmt(bucketDay), fmt(bucketDay))
-  local identity = cjson.encode({ r[1], r[2] or cjson.null, r[3] or cjson.null, slot or cjson.null })
-  local sums = { 0, 0, 0, 0, 0, 0, 0, 0, 0 }
-  local old = redis.call('HGET', bucket, identity)
-  if old then
-    local i = 0
-    for part in string.gmatch(old, '%S+') do
-      i = i + 1
-      sums[i] = tonumber(part)
-    end
-  end
-  local added = { cost, 1, prompt, completion, classes[1], classes[2], classes[3], classes[4], classes[5] }
-  local parts = {}
-  for i = 1, 9 do parts[i] = fmt(sums[i] + added[i]) end
-  redis.call('HSET', bucket, identity, table.concat(parts, ' '))
-  redis.call('PEXPIRE', bucket, fmt((bucketDay + retentionDays - latest) * msPerDay))
-end
+addToBucket(math.floor(now / msPerDay), r[1], r[2], r[3], slot,
+  { cost, 1, prompt, completion, classes[1], classes[2], classes[3], classes[4], classes[5] },
+  retentionDays, msPerDay)
 return 1
 `;
 

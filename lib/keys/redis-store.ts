@@ -137,8 +137,6 @@ const SCRIPTS = Object.freeze({
 });
 
 const OWNER = 'RedisKeyStore';
-/** Reservation ids `admit` hands out while failing open; `settle` ignores them. */
-const FAIL_OPEN_PREFIX = 'failopen_';
 /** Most records remembered for answering reads while failing open. */
 const MAX_REMEMBERED_RECORDS = 10_000;
 /** Record fields stored as numbers, booleans and JSON (all others are strings). */
@@ -199,7 +197,6 @@ export class RedisKeyStore extends KeyStoreFront implements KeyStore {
   private readonly authMaxTracked: number;
   private readonly retentionDays: number;
   private readonly reservationPrefix: string;
-  private readonly failOpenPrefix: string;
   private reservationCount = 0;
   /** Fail-open only: the last record read per `kind:id` / `hash:hash`, least recent first. */
   private readonly remembered = new Map<string, ApiKey | Team | User>();
@@ -244,7 +241,6 @@ export class RedisKeyStore extends KeyStoreFront implements KeyStore {
     this.keyPrefix = (this.client.options.keyPrefix ?? '') + prefix;
     const instance = randomBytes(9).toString('base64url');
     this.reservationPrefix = `res_${instance}_`;
-    this.failOpenPrefix = `${FAIL_OPEN_PREFIX}${instance}_`;
     // Seeding starts now; a failure here is reported by the first call (or `ready()`).
     this.seeded()?.catch(() => {});
   }
@@ -340,7 +336,8 @@ export class RedisKeyStore extends KeyStoreFront implements KeyStore {
 
   protected async admitChecked(request: CheckedAdmission): Promise<Admission> {
     const { keyId, model, costUsd, tokens, nowMs } = request;
-    const reservationId = this.reservationPrefix + (++this.reservationCount).toString(36);
+    const reservationId =
+      request.reservationId ?? this.reservationPrefix + (++this.reservationCount).toString(36);
     let reply: string[];
     try {
       await this.seeded();
@@ -360,18 +357,24 @@ export class RedisKeyStore extends KeyStoreFront implements KeyStore {
         String(this.toleranceUsd),
         String(BUDGET_EPSILON_USD),
         String(PARALLEL_RETRY_AFTER_MS),
+        String(this.retentionDays),
+        String(MAX_MODELS_PER_RECORD),
+        OTHER_MODELS,
+        String(MS_PER_UTC_DAY),
       ])) as string[];
     } catch (err) {
       if (this.failOpen && isStoreUnavailableError(err)) {
-        return {
-          ok: true,
-          reservationId: this.failOpenPrefix + (++this.reservationCount).toString(36),
-          rateLimit: undefined,
-        };
+        // Admitted unaccounted, under the id the admission was sent with: if that admission still
+        // lands in Redis, the settlement (queued until Redis answers) closes it; if it never does,
+        // the settlement leaves a tombstone that makes a late landing reserve nothing.
+        return { ok: true, reservationId, rateLimit: undefined };
       }
       throw err;
     }
     if (reply[0] === 'not_found') throw unknownKey();
+    if (reply[0] === 'duplicate') {
+      throw new KeyStoreError('invalid_field', 'reservationId', 'reservationId is already in use');
+    }
     if (reply[0] === 'ok') return { ok: true, reservationId, rateLimit: rateLimitAt(reply, 1) };
     return {
       ok: false,
@@ -386,7 +389,6 @@ export class RedisKeyStore extends KeyStoreFront implements KeyStore {
     reservationId: string,
     settled: CheckedSettlement | undefined,
   ): Promise<boolean> {
-    if (reservationId.startsWith(FAIL_OPEN_PREFIX)) return false;
     const figures =
       settled === undefined
         ? ['1', '0', '0', '0', '0', '0', '']
@@ -419,6 +421,7 @@ export class RedisKeyStore extends KeyStoreFront implements KeyStore {
       OTHER_MODELS,
       String(MS_PER_UTC_DAY),
       ...classes,
+      String(2 * this.holdMs),
     ]);
     return done === 1;
   }

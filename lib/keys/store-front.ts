@@ -43,6 +43,8 @@ export type RecordKind = 'key' | 'team' | 'user';
 
 /** An admission whose figures the front has checked. */
 export interface CheckedAdmission {
+  /** The caller's reservation id, if it gave one. */
+  reservationId: string | undefined;
   keyId: string;
   model: string | undefined;
   costUsd: number;
@@ -83,6 +85,7 @@ export interface SpendBucket extends SpendCounts {
 }
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
+const RESERVATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const GROUP_COLUMNS = { key: 'keyId', team: 'teamId', user: 'userId', model: 'model' } as const;
 
 /** The rule every store shares: an admission of a key that does not exist. */
@@ -199,7 +202,18 @@ export abstract class KeyStoreFront implements KeyStore {
     const nowMs = checkInstant(request.nowMs, 'nowMs');
     if (typeof request.keyId !== 'string') throw unknownKey();
     const model = typeof request.model === 'string' ? request.model : undefined;
-    return this.admitChecked({ keyId: request.keyId, model, costUsd, tokens, nowMs });
+    const reservationId = request.reservationId;
+    if (
+      reservationId !== undefined &&
+      (typeof reservationId !== 'string' || !RESERVATION_ID.test(reservationId))
+    ) {
+      throw new KeyStoreError(
+        'invalid_field',
+        'reservationId',
+        'reservationId must be 1-128 characters of A-Z, a-z, 0-9 and . _ : -',
+      );
+    }
+    return this.admitChecked({ reservationId, keyId: request.keyId, model, costUsd, tokens, nowMs });
   }
 
   /**

@@ -114,6 +114,12 @@ export interface AdmissionRequest {
   estimatedTokens: number;
   /** Current time, ms since the epoch (the store never reads a clock of its own). */
   nowMs: number;
+  /**
+   * The id to reserve under, unique across instances (1–128 characters of `[A-Za-z0-9._:-]`):
+   * the caller then knows it even when the admission fails to answer, and can settle it (at no
+   * cost) should it land late. Default: one the store makes.
+   */
+  reservationId?: string;
 }
 
 /** Which limit refused a request; `model` is an allow-list that does not hold the model. */

@@ -17,7 +17,9 @@ import {
   type SettlementQueueOptions,
   type SettlementStats,
 } from '../accounting/settlement-queue.js';
-import type { Admission, ApiKey, KeyStore, RateLimitState } from '../keys/types.js';
+import type { Admission, ApiKey, KeyStore, RateLimitState, Settlement } from '../keys/types.js';
+import { isStoreUnavailableError } from '../errors/store.js';
+import { randomBytes } from 'node:crypto';
 import { stderrLogger, type Logger } from '../log.js';
 
 type Next = (err?: unknown) => void;
@@ -171,6 +173,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     'an object with an error() method',
   );
   const settlements = new SettlementQueue(keyStore, logger, read.object('settlement', options.settlement));
+  const reservationIds = new ReservationIds();
 
   async function authenticate(
     req: IncomingMessage,
@@ -212,6 +215,9 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     // Observers wait for the cost: held from before the admission (the client may leave during
     // it) until the bill is priced when the response closes.
     const releaseCost = ctx.hold();
+    // The id is made here, so an admission that times out (and may still land in the store) can
+    // be settled at no cost: it never holds a budget or a slot for a request that was not served.
+    const reservationId = reservationIds.next();
     let admission: Admission;
     try {
       admission = await keyStore.admit({
@@ -220,9 +226,13 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
         estimatedCostUsd: reservation.costUsd,
         estimatedTokens: reservation.promptTokens + reservation.outputTokens,
         nowMs: now,
+        reservationId,
       });
     } catch (err) {
       releaseCost();
+      if (isStoreUnavailableError(err)) {
+        settlements.settle(reservationId, voidSettlement(ctx.model, clock()), ctx.id);
+      }
       throw err;
     }
     if (!admission.ok) {
@@ -237,14 +247,13 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
       ctx.rawBody = undefined;
     }
     if (exposeCost) ctx.priceUsage = (usage) => costOf(price, usage);
-    const reservationId = admission.reservationId;
     onResponseClose(res, () => {
       const bill = billOf(ctx, reservation, res.statusCode);
       const costUsd = costOf(price, bill);
       ctx.costUsd = costUsd;
       releaseCost();
       settlements.settle(
-        reservationId,
+        admission.reservationId,
         {
           model: ctx.model,
           costUsd,
@@ -314,6 +323,21 @@ function usable(key: ApiKey, now: number): boolean {
 function refuse(res: ServerResponse, ctx: RequestContext, err: LlmuxError): void {
   ctx.errorCode = err.code;
   sendError(res, err);
+}
+
+/** Reservation ids unique across instances: a random prefix per keyAuth, then a counter. */
+class ReservationIds {
+  private readonly prefix = `r_${randomBytes(9).toString('base64url')}_`;
+  private count = 0;
+
+  next(): string {
+    return this.prefix + (++this.count).toString(36);
+  }
+}
+
+/** The settlement of an admission that was never answered: nothing was served, nothing is billed. */
+function voidSettlement(model: string | undefined, nowMs: number): Settlement {
+  return { model, costUsd: 0, promptTokens: 0, completionTokens: 0, nowMs };
 }
 
 function notPriced(model: string | undefined): LlmuxError {

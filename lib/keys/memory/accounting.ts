@@ -2,6 +2,7 @@
 // windows, daily quotas by UTC day, parallel slots, daily spend buckets and the failed-auth
 // limiter. Each method runs synchronously, so each admission and settlement is atomic.
 import { randomBytes } from 'node:crypto';
+import { KeyStoreError } from '../errors.js';
 import { gcraAdjust, gcraConsume, gcraState } from '../gcra.js';
 import { modelAllowed } from '../glob.js';
 import {
@@ -205,7 +206,11 @@ export class MemoryAccounting {
     usage.requestsToday += 1;
     usage.tokensToday += tokens;
     usage.inFlight += 1;
-    const reservationId = this.reservationPrefix + (++this.reservationCount).toString(36);
+    if (request.reservationId !== undefined && this.reservations.has(request.reservationId)) {
+      throw new KeyStoreError('invalid_field', 'reservationId', 'reservationId is already in use');
+    }
+    const reservationId =
+      request.reservationId ?? this.reservationPrefix + (++this.reservationCount).toString(36);
     this.reservations.set(reservationId, {
       keyId: key.id,
       teamId: team?.id,
