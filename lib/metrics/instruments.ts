@@ -24,6 +24,7 @@ export const METRIC_NAMES = [
   'time_to_first_byte_seconds',
   'prompt_tokens_total',
   'completion_tokens_total',
+  'token_class_total',
   'spend_usd_total',
   'in_flight_requests',
   'gate_queue_depth',
@@ -59,6 +60,7 @@ export interface Instruments {
   ttfb: Histogram<'model'>;
   promptTokens: Counter<'model'>;
   completionTokens: Counter<'model'>;
+  tokenClasses: Counter<'model' | 'class'>;
   spendUsd: Counter<'model'>;
   inFlight: Gauge;
   gateQueueDepth: Gauge<'gate'>;
@@ -108,6 +110,12 @@ export function createInstruments(settings: InstrumentSettings, sources: ScrapeS
       name: name('completion_tokens_total'),
       help: 'Completion tokens reported by upstreams.',
       labelNames: ['model'],
+      registers,
+    }),
+    tokenClasses: new Counter({
+      name: name('token_class_total'),
+      help: 'Tokens of each class inside the prompt and completion totals (cached, cache_write, reasoning, audio_prompt, audio_completion).',
+      labelNames: ['model', 'class'],
       registers,
     }),
     spendUsd: new Counter({

@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gauge, Registry } from 'prom-client';
 import { ensureContext, getContext } from '../context.js';
+import type { TokenClasses } from '../usage.js';
 import type { ConcurrencyGate } from '../middleware/concurrency-gate.js';
 import type { UpstreamStatus } from '../upstream/pool.js';
 import { metricsHandler, type MetricsHandler } from './handler.js';
@@ -77,6 +78,15 @@ export interface LlmuxMetrics {
 }
 
 const UPSTREAM_STATES = ['healthy', 'cooling', 'half-open', 'disabled'] as const;
+
+/** The `class` label of each token class of a usage. */
+const TOKEN_CLASS_LABELS = [
+  ['cachedTokens', 'cached'],
+  ['cacheWriteTokens', 'cache_write'],
+  ['reasoningTokens', 'reasoning'],
+  ['audioPromptTokens', 'audio_prompt'],
+  ['audioCompletionTokens', 'audio_completion'],
+] as const satisfies readonly (readonly [keyof TokenClasses, string])[];
 
 /**
  * Prometheus metrics for llmux on the host's prom-client Registry or a private one (two instances
@@ -265,6 +275,10 @@ class PrometheusMetrics implements LlmuxMetrics {
     if (usage !== undefined) {
       if (usage.promptTokens > 0) m.promptTokens.inc({ model }, usage.promptTokens);
       if (usage.completionTokens > 0) m.completionTokens.inc({ model }, usage.completionTokens);
+      for (const [field, label] of TOKEN_CLASS_LABELS) {
+        const tokens = usage[field];
+        if (tokens !== undefined && tokens > 0) m.tokenClasses.inc({ model, class: label }, tokens);
+      }
     }
     const costUsd = ctx.costUsd;
     if (costUsd !== undefined && costUsd > 0 && Number.isFinite(costUsd)) m.spendUsd.inc({ model }, costUsd);

@@ -26,6 +26,12 @@ export interface RequestRecord {
   ttfbMs: number | undefined;
   promptTokens: number;
   completionTokens: number;
+  /** The token classes inside those totals (cached, cache-write, reasoning, audio); llmux sets them all. */
+  cachedTokens?: number;
+  cacheWriteTokens?: number;
+  reasoningTokens?: number;
+  audioPromptTokens?: number;
+  audioCompletionTokens?: number;
   /** Cost in USD as settled by key accounting (0 when not accounted). */
   costUsd: number;
   /** The upstream that served the last attempt. */
@@ -56,6 +62,11 @@ export function recordOf(
     ttfbMs: ctx.firstByteAt === undefined ? undefined : ctx.firstByteAt - ctx.startedAt,
     promptTokens: usage?.promptTokens ?? 0,
     completionTokens: usage?.completionTokens ?? 0,
+    cachedTokens: usage?.cachedTokens ?? 0,
+    cacheWriteTokens: usage?.cacheWriteTokens ?? 0,
+    reasoningTokens: usage?.reasoningTokens ?? 0,
+    audioPromptTokens: usage?.audioPromptTokens ?? 0,
+    audioCompletionTokens: usage?.audioCompletionTokens ?? 0,
     costUsd: ctx.costUsd ?? 0,
     upstream: ctx.upstream,
     attempts: ctx.attempts,
