@@ -1,0 +1,263 @@
+// The plumbing HTTP tests share: a loopback server for an app, a chat-completions body, an SSE
+// parser, a client that leaves mid-stream, a bounded wait that always asserts, and a watch over
+// the handles and timers a test itself creates (never the worker's or another test's).
+import { createHook } from 'node:async_hooks';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+// Node's own timers and clock, which jest's fake timers leave alone (they replace the test's
+// globals): waits and their deadlines pass in real time.
+import { clearTimeout as clearRealTimeout, setTimeout as setRealTimeout } from 'node:timers';
+import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promises';
+
+// --- Servers and requests ---
+
+/** A server listening on an ephemeral loopback port. */
+export interface Listening {
+  readonly server: http.Server;
+  readonly port: number;
+  /** `http://127.0.0.1:<port>`, without a trailing slash. */
+  readonly url: string;
+  /** Cuts every connection it still holds and stops listening. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on `127.0.0.1:0` with `target`: a request handler (an Express app) or a server made
+ * elsewhere (then its own options, such as llmux's `createServer`, stay as they are).
+ *
+ * @example
+ * const { port, close } = await listen(app);
+ */
+export async function listen(target: http.RequestListener | http.Server): Promise<Listening> {
+  const server = target instanceof http.Server ? target : http.createServer(target);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        // An error only says the server was not running: closed is what the caller wants.
+        server.close(() => resolve());
+      })),
+  };
+}
+
+/** A chat-completions request body: one short user message, `extra` fields merged over it. */
+export const chat = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  model: 'gpt-4o-mini',
+  messages: [{ role: 'user', content: 'hi' }],
+  ...extra,
+});
+
+/** How {@link postAndLeave} sends its request and when it leaves. */
+export interface LeaveOptions {
+  /** Request path. Default `/v1/chat/completions`. */
+  path?: string;
+  /** Extra request headers; `content-type: application/json` is always sent. */
+  headers?: http.OutgoingHttpHeaders;
+  /** Called with everything received so far on each chunk; the client leaves once it is true. Default: at the first chunk. */
+  leaveWhen?: (received: string) => boolean;
+  /** Fails when the client has not left after this long. Default 5000. */
+  timeoutMs?: number;
+}
+
+/**
+ * POSTs `body` as JSON and destroys the request, as a client that gives up mid-response does, once
+ * `leaveWhen` holds. Resolves with what was received by then; rejects when the response ends or
+ * fails first, or when nothing made the client leave within `timeoutMs`.
+ *
+ * @example
+ * await postAndLeave(port, chat({ stream: true })); // leaves at the first chunk
+ */
+export function postAndLeave(port: number, body: unknown, options: LeaveOptions = {}): Promise<string> {
+  const { path = '/v1/chat/completions', headers = {}, leaveWhen = () => true, timeoutMs = 5_000 } = options;
+  return new Promise<string>((resolve, reject) => {
+    let received = '';
+    let left = false;
+    const timer = setRealTimeout(() => {
+      req.destroy();
+      reject(new Error(`postAndLeave: still in the response after ${timeoutMs} ms: ${received}`));
+    }, timeoutMs);
+    const req = http.request(
+      {
+        port,
+        host: '127.0.0.1',
+        method: 'POST',
+        path,
+        agent: false,
+        headers: { 'content-type': 'application/json', ...headers },
+      },
+      (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          received += chunk;
+          if (left || !leaveWhen(received)) return;
+          left = true;
+          clearRealTimeout(timer);
+          req.destroy();
+          resolve(received);
+        });
+        res.on('end', () => {
+          if (left) return;
+          clearRealTimeout(timer);
+          reject(new Error(`postAndLeave: the response ended before the client left: ${received}`));
+        });
+      },
+    );
+    req.on('error', (error) => {
+      if (left) return; // destroying our own request
+      clearRealTimeout(timer);
+      reject(error);
+    });
+    req.end(JSON.stringify(body));
+  });
+}
+
+// --- Server-sent events ---
+
+/** One dispatched server-sent event. */
+export interface SseEvent {
+  /** The `event:` field; `'message'` when there was none. */
+  event: string;
+  /** The `data:` lines joined with `\n`. */
+  data: string;
+}
+
+/**
+ * The events a WHATWG EventSource would dispatch from `text`: LF, CRLF and CR line endings,
+ * comments skipped, multi-line data joined, and a block without data not dispatched.
+ */
+export function sseEvents(text: string): SseEvent[] {
+  const events: SseEvent[] = [];
+  let data: string[] = [];
+  let event = '';
+  for (const line of text.split(/\r\n|\r|\n/)) {
+    if (line === '') {
+      if (data.length > 0) events.push({ event: event || 'message', data: data.join('\n') });
+      data = [];
+      event = '';
+      continue;
+    }
+    if (line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const name = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (name === 'data') data.push(value);
+    else if (name === 'event') event = value;
+  }
+  return events;
+}
+
+// --- Waiting ---
+
+/** What {@link waitFor} waits for, and how long. */
+export interface WaitOptions {
+  /** Names what is awaited, for the failure message ("the upstream socket to close"). */
+  what: string;
+  /** Fails after this long. Default 2000 (socket teardown across the loopback on a loaded machine). */
+  timeoutMs?: number;
+  /** The state to show when it fails (serialised as JSON). */
+  detail?: () => unknown;
+}
+
+/**
+ * Resolves once `condition` holds; throws `timed out after … waiting for <what>` when it never
+ * does within `timeoutMs` — it never returns silently. For state that has no event of its own
+ * (a socket closed, a Redis key written); where an event exists (`whenRecorded()`, `whenSettled()`,
+ * `waitForSettled(n)`), await that instead. It polls on real time, so it also works under fake
+ * timers: every turn of the event loop at first, then every few ms.
+ *
+ * @example
+ * await waitFor(() => mock.openConnections() === 0, { what: 'the upstream connections to close' });
+ */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  { what, timeoutMs = 2_000, detail }: WaitOptions,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (let turn = 0; !(await condition()); turn++) {
+    if (performance.now() > deadline) {
+      const state = detail === undefined ? '' : `: ${JSON.stringify(detail())}`;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${state}`);
+    }
+    if (turn < 50) await nextTurn();
+    else await delay(5);
+  }
+}
+
+// --- Handles and timers a test creates ---
+
+/** async_hooks resource types: `'Timeout'`, `'TCPWRAP'` (a socket), `'TCPSERVERWRAP'` (a listening server). */
+export type ResourceType = 'Timeout' | 'TCPWRAP' | 'TCPSERVERWRAP';
+
+/** The resources of the watched types created since {@link watchResources}, until destroyed. */
+export interface ResourceWatch {
+  /** How many are alive; `refed: true` counts only those that keep the process alive. */
+  live(type: ResourceType, options?: { refed?: boolean }): number;
+  /** The live ones, each with the frames that created it, for a failure message. */
+  describe(): string[];
+  /** Stops watching (the counts are frozen). */
+  stop(): void;
+}
+
+interface Watched {
+  type: ResourceType;
+  resource: { hasRef?: () => boolean };
+  origin: Error;
+}
+
+/**
+ * Records every resource of `types` created from now on, and forgets it when Node destroys it, so
+ * a test counts only the handles and timers it made — never the worker's, jest's, or another
+ * test's — and can wait (bounded) for every one of them to be gone. Node reports a destruction a
+ * turn or two late, so read counts with {@link waitFor}, not at once.
+ *
+ * @example
+ * const watch = watchResources(['Timeout', 'TCPWRAP']);
+ * // … start and close what the test is about …
+ * await waitFor(() => watch.live('TCPWRAP') === 0, { what: 'every socket to close', detail: watch.describe });
+ * watch.stop();
+ */
+export function watchResources(types: readonly ResourceType[]): ResourceWatch {
+  const wanted = new Set<string>(types);
+  const alive = new Map<number, Watched>();
+  const hook = createHook({
+    init(asyncId, type, _trigger, resource) {
+      if (wanted.has(type)) {
+        alive.set(asyncId, {
+          type: type as ResourceType,
+          resource: resource as Watched['resource'],
+          origin: new Error(type),
+        });
+      }
+    },
+    destroy(asyncId) {
+      alive.delete(asyncId);
+    },
+  }).enable();
+  return {
+    live(type, { refed = false } = {}) {
+      let count = 0;
+      for (const entry of alive.values()) {
+        if (entry.type === type && (!refed || entry.resource.hasRef?.() !== false)) count++;
+      }
+      return count;
+    },
+    describe() {
+      return [...alive.values()].map(({ type, resource, origin }) => {
+        const ref = resource.hasRef?.() === false ? 'unref' : 'ref';
+        const frames = (origin.stack ?? '').split('\n').slice(1, 8).join(' <');
+        return `${type} (${ref}) from ${frames}`;
+      });
+    },
+    stop() {
+      hook.disable();
+    },
+  };
+}
