@@ -1,59 +1,34 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+// streamRelay against real Express apps (5 and 4) and a real mock upstream: JSON and SSE relaying,
+// the mapping of upstream failures, the first-byte and idle timeouts, and the abort of a client
+// that leaves. Each test gets its own mock and closes what it opened, so a stream still running
+// after one test can neither take the next one's scripted behaviour nor hold its connections.
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import {
   bodyLimit,
   getContext,
   streamRelay,
   type RequestContext,
+  type StreamRelay,
   type StreamRelayOptions,
 } from '../lib/index.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
-
-const chat = (extra: Record<string, unknown> = {}) => ({
-  model: 'gpt-4o-mini',
-  messages: [{ role: 'user', content: 'say hello to the relay' }],
-  ...extra,
-});
-
-/** Parses an SSE body into its data payloads and event names. */
-function sseEvents(text: string): { event: string | undefined; data: string }[] {
-  return text
-    .split('\n\n')
-    .filter((block) => block.trim().length > 0)
-    .map((block) => {
-      let event: string | undefined;
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
-        if (line.startsWith('data:')) data.push(line.slice(5).trim());
-      }
-      return { event, data: data.join('\n') };
-    });
-}
-
-const sockets = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
-
-/** Polls `condition` every 10 ms for up to 2 s (socket teardown crosses the loopback). */
-async function waitFor(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-  expect(condition()).toBe(true);
-}
+import { chat, listen, postAndLeave, sseEvents, waitFor, watchResources } from './support/http.js';
 
 describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
   let mock: MockUpstream;
   let contexts: RequestContext[];
+  let relays: StreamRelay[];
 
-  beforeAll(async () => {
+  beforeEach(async () => {
     mock = await createMockUpstream();
+    relays = [];
   });
-  afterAll(async () => {
+  afterEach(async () => {
+    // The mock first: it cuts a stream a failed test left running, which relay.close() waits for.
     await mock.close();
-  });
-  afterEach(() => {
-    mock.reset();
+    await Promise.all(relays.map((relay) => relay.close()));
   });
 
   function makeApp(options: Partial<StreamRelayOptions> = {}) {
@@ -62,6 +37,7 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
       upstream: { url: `${mock.url}/v1`, apiKeys: ['sk-upstream-secret-1'] },
       ...options,
     });
+    relays.push(relay);
     const app = express();
     app.use((_req, res, next) => {
       res.on('close', () => {
@@ -185,6 +161,8 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     ],
     [{ status: 200, rawBody: '' }, 502, 'upstream_decode_error'],
     [{ status: 200, rawBody: '{"id":' }, 502, 'upstream_decode_error'],
+    // A 2xx that is not JSON at all (an empty text/plain answer) is not a success.
+    [{ rawBody: '', headers: { 'content-type': 'text/plain' } }, 502, 'upstream_decode_error'],
   ])('maps upstream %j to %i %s', async (behaviour, status, code) => {
     const { app, relay } = makeApp();
     mock.enqueue(behaviour);
@@ -213,29 +191,34 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     await relay.close();
   });
 
+  // undici runs the first-byte and idle timeouts on its coarse timers (about 1 s granularity), so
+  // a 100 ms timeout fires after up to a second: the upstreams below stay silent until the relay
+  // gives up on them, never for a fixed time the timeout might outlast.
   it('answers 504 upstream_timeout when the first byte takes too long', async () => {
-    const { app, relay } = makeApp({ firstByteTimeoutMs: 100 });
-    mock.enqueue({ delayBeforeHeadersMs: 2_000 });
+    const { app } = makeApp({ firstByteTimeoutMs: 100 });
+    mock.enqueue({ delayBeforeHeadersMs: 60_000 });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(504);
     expect(res.body.error.code).toBe('upstream_timeout');
-    await relay.close();
+    const [record] = await mock.waitForSettled(1);
+    expect(record!.aborted).toBe(true);
   });
 
   it('answers 504 when the stream goes idle before its first event', async () => {
-    const { app, relay } = makeApp({ idleTimeoutMs: 150 });
-    mock.enqueue({ chunks: 3, chunkDelayMs: 1_000 });
+    const { app } = makeApp({ idleTimeoutMs: 150 });
+    mock.enqueue({ chunks: 3, stallAfterChunks: 0 }); // headers, then silence until the relay leaves
     const res = await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true }));
     expect(res.status).toBe(504);
     expect(res.body.error.code).toBe('upstream_timeout');
-    await relay.close();
+    const [record] = await mock.waitForSettled(1);
+    expect(record!.aborted).toBe(true);
   });
 
   it('ends with an SSE error frame when the stream goes idle after it started', async () => {
-    const { app, relay } = makeApp({ idleTimeoutMs: 150 });
-    mock.enqueue({ chunks: 3, stallAfterChunks: 1, stallMs: 1_000 });
+    const { app } = makeApp({ idleTimeoutMs: 150 });
+    mock.enqueue({ chunks: 3, stallAfterChunks: 1 }); // one chunk, then silence until the relay leaves
     const res = await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true }));
@@ -244,7 +227,8 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(events[0]!.data).toContain('chat.completion.chunk');
     expect(events.at(-1)!.event).toBe('error');
     expect(JSON.parse(events.at(-1)!.data).error.code).toBe('upstream_timeout');
-    await relay.close();
+    const [record] = await mock.waitForSettled(1);
+    expect(record!.aborted).toBe(true);
   });
 
   it('never ends a truncated stream cleanly: no [DONE] means an error frame', async () => {
@@ -315,43 +299,30 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
   });
 
   it('aborts the upstream at once when the client disconnects mid-stream', async () => {
-    await waitFor(() => mock.openConnections() === 0);
-    const baseline = sockets();
-    const { app, relay } = makeApp();
-    mock.enqueue({ chunks: 50, chunkDelayMs: 20 });
-    const server = http.createServer(app).listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
-    const { port } = server.address() as AddressInfo;
-    const settled = mock.waitForSettled(1);
-    await new Promise<void>((resolve, reject) => {
-      const clientReq = http.request(
-        {
-          port,
-          host: '127.0.0.1',
-          method: 'POST',
-          path: '/v1/chat/completions',
-          headers: { 'content-type': 'application/json' },
-        },
-        (res) => {
-          res.once('data', () => {
-            clientReq.destroy();
-            resolve();
-          });
-        },
-      );
-      clientReq.on('error', () => undefined);
-      clientReq.end(JSON.stringify(chat({ stream: true })));
-      setTimeout(() => reject(new Error('no data')), 5_000).unref();
-    });
-    const [record] = await settled;
-    expect(record!.aborted).toBe(true);
-    expect(record!.completed).toBe(false);
-    await relay.close();
-    await new Promise((resolve) => server.close(resolve));
-    expect(contexts[0]!.errorCode).toBe('client_closed');
-    // The relay's upstream socket is gone, not parked: the mock sees no connection left.
-    await waitFor(() => mock.openConnections() === 0);
-    expect(sockets()).toBeLessThanOrEqual(baseline);
+    const sockets = watchResources(['TCPWRAP']);
+    try {
+      const { app, relay } = makeApp();
+      mock.enqueue({ chunks: 50, chunkDelayMs: 20 });
+      const server = await listen(app);
+      const settled = mock.waitForSettled(1);
+      await postAndLeave(server.port, chat({ stream: true }));
+      // The upstream saw the abort before its stream ended (50 chunks take a second at least).
+      const [record] = await settled;
+      expect(record!.aborted).toBe(true);
+      expect(record!.completed).toBe(false);
+      await relay.close();
+      await server.close();
+      expect(contexts[0]!.errorCode).toBe('client_closed');
+      // The relay's upstream socket is gone, not parked: the mock sees no connection left, and no
+      // socket this test opened (client, relay, upstream ends) is still open.
+      await waitFor(() => mock.openConnections() === 0, { what: 'the upstream connection to close' });
+      await waitFor(() => sockets.live('TCPWRAP') === 0, {
+        what: 'every socket of the test to close',
+        detail: sockets.describe,
+      });
+    } finally {
+      sockets.stop();
+    }
   });
 
   it('throws a TypeError naming a bad option', () => {
