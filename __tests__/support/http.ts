@@ -212,11 +212,24 @@ interface Watched {
   origin: Error;
 }
 
+/** The first frame of `stack` outside Node and the hook below: the code that made the resource. */
+function creatorFrame(stack: string): string | undefined {
+  return stack
+    .split('\n')
+    .slice(1)
+    .find((line) => !line.includes('(node:') && !line.includes(' node:') && !line.includes('AsyncHook.init'));
+}
+
+const HERE = new URL(import.meta.url).pathname;
+/** Jest's own code (its reporters debounce with timers) is never what a test is about. */
+const JEST_CODE = /[\\/]node_modules[\\/](?:@jest[\\/]|jest-)/;
+
 /**
  * Records every resource of `types` created from now on, and forgets it when Node destroys it, so
- * a test counts only the handles and timers it made — never the worker's, jest's, or another
- * test's — and can wait (bounded) for every one of them to be gone. Node reports a destruction a
- * turn or two late, so read counts with {@link waitFor}, not at once.
+ * a test counts only the handles and timers made while it runs — not those the worker, earlier
+ * files or earlier tests had open, nor jest's (its reporter arms timers whenever it likes) or this
+ * module's own (the polls of {@link waitFor}) — and can wait, bounded, for every one of them to be
+ * gone. Node reports a destruction a turn or more late: read counts with {@link waitFor}.
  *
  * @example
  * const watch = watchResources(['Timeout', 'TCPWRAP']);
@@ -229,13 +242,11 @@ export function watchResources(types: readonly ResourceType[]): ResourceWatch {
   const alive = new Map<number, Watched>();
   const hook = createHook({
     init(asyncId, type, _trigger, resource) {
-      if (wanted.has(type)) {
-        alive.set(asyncId, {
-          type: type as ResourceType,
-          resource: resource as Watched['resource'],
-          origin: new Error(type),
-        });
-      }
+      if (!wanted.has(type)) return;
+      const origin = new Error(type);
+      const creator = creatorFrame(origin.stack ?? '');
+      if (creator !== undefined && (creator.includes(HERE) || JEST_CODE.test(creator))) return;
+      alive.set(asyncId, { type: type as ResourceType, resource: resource as Watched['resource'], origin });
     },
     destroy(asyncId) {
       alive.delete(asyncId);
@@ -252,8 +263,11 @@ export function watchResources(types: readonly ResourceType[]): ResourceWatch {
     describe() {
       return [...alive.values()].map(({ type, resource, origin }) => {
         const ref = resource.hasRef?.() === false ? 'unref' : 'ref';
-        const frames = (origin.stack ?? '').split('\n').slice(1, 8).join(' <');
-        return `${type} (${ref}) from ${frames}`;
+        const frames = (origin.stack ?? '')
+          .split('\n')
+          .slice(1)
+          .filter((line) => !line.includes(HERE));
+        return `${type} (${ref}) from ${frames.slice(0, 8).join(' <')}`;
       });
     },
     stop() {
