@@ -3,15 +3,16 @@
 import { describe, expect, it, jest } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import express5 from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import { errors, LlmuxError } from '../lib/index.js';
+import { bodyLimit } from '../lib/middleware/body-limit.js';
 import { asyncHandler, recovery } from '../lib/middleware/recovery.js';
 import { type Logger } from '../lib/log.js';
 import { expressVersions } from './support/express-versions.js';
+import { chat, listen } from './support/http.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];
 type App = ReturnType<ExpressFactory>;
@@ -34,9 +35,7 @@ function recordingLogger() {
 
 /** A GET over a fresh connection that reports a cut connection instead of throwing. */
 async function rawGet(app: App, path = '/'): Promise<RawResponse> {
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const { port, close } = await listen(app);
   try {
     return await new Promise<RawResponse>((resolve, reject) => {
       const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: ANSWER_TIMEOUT_MS });
@@ -63,8 +62,7 @@ async function rawGet(app: App, path = '/'): Promise<RawResponse> {
       });
     });
   } finally {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await close();
   }
 }
 
@@ -105,6 +103,22 @@ describe.each(expressVersions)('recovery on %s', (_label, express) => {
   }
 
   describe('errors before the response started', () => {
+    it('keeps a client error of express.json() (an unsupported charset) a 4xx, not a logged 500', async () => {
+      const { logger } = recordingLogger();
+      const app = express();
+      app.use(express.json());
+      app.post('/v1/chat/completions', bodyLimit(), (_req, res) => {
+        res.json({ ok: true });
+      });
+      app.use(recovery({ logger }));
+      const res = await request(app)
+        .post('/v1/chat/completions')
+        .set('content-type', 'application/json; charset=klingon')
+        .send(JSON.stringify(chat()));
+      expect(res.status).toBe(415);
+      expect(logger.error).not.toHaveBeenCalled();
+    });
+
     it('answers a sync throw with 500 internal_error in the OpenAI error shape', async () => {
       const { logger } = recordingLogger();
       const res = await request(
