@@ -1,6 +1,7 @@
 // The plumbing HTTP tests share: a loopback server for an app, a chat-completions body, an SSE
 // parser, a client that leaves mid-stream, a bounded wait that always asserts, and a watch over
 // the handles and timers a test itself creates (never the worker's or another test's).
+import { jest } from '@jest/globals';
 import { createHook } from 'node:async_hooks';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +10,19 @@ import { performance } from 'node:perf_hooks';
 // globals): waits and their deadlines pass in real time.
 import { clearTimeout as clearRealTimeout, setTimeout as setRealTimeout } from 'node:timers';
 import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promises';
+
+/** Above 0 while this module makes a timer of its own, which {@link watchResources} then ignores. */
+let makingOwnTimer = 0;
+
+/** Runs `make` (which creates a timer) so that no watch counts the timer as the test's. */
+function ownTimer<T>(make: () => T): T {
+  makingOwnTimer++;
+  try {
+    return make();
+  } finally {
+    makingOwnTimer--;
+  }
+}
 
 // --- Servers and requests ---
 
@@ -79,10 +93,12 @@ export function postAndLeave(port: number, body: unknown, options: LeaveOptions 
   return new Promise<string>((resolve, reject) => {
     let received = '';
     let left = false;
-    const timer = setRealTimeout(() => {
-      req.destroy();
-      reject(new Error(`postAndLeave: still in the response after ${timeoutMs} ms: ${received}`));
-    }, timeoutMs);
+    const timer = ownTimer(() =>
+      setRealTimeout(() => {
+        req.destroy();
+        reject(new Error(`postAndLeave: still in the response after ${timeoutMs} ms: ${received}`));
+      }, timeoutMs),
+    );
     const req = http.request(
       {
         port,
@@ -187,8 +203,45 @@ export async function waitFor(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${state}`);
     }
     if (turn < 50) await nextTurn();
-    else await delay(5);
+    else await ownTimer(() => delay(5));
   }
+}
+
+/** How a promise ended, and how much of jest's fake clock it needed. */
+export type SettledOnFakeClock<T> = PromiseSettledResult<T> & { fakeMs: number };
+
+/**
+ * Advances jest's fake clock in 5 ms steps, letting real I/O run between the steps, until the
+ * promise `call()` returns has settled; throws when it needs more than `budgetMs` of fake time (or
+ * more than 2 s of real time once the budget is spent). For "fails within its timeout" checks: the
+ * code's own timers decide, so a loaded machine cannot make a quick answer look slow, and a wait
+ * on a longer timer (a connect timeout, a reconnection) cannot pass as quick. Turn fake timers on
+ * (`setImmediate` and `nextTick` left real) before the code under test is built.
+ *
+ * @example
+ * jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+ * const store = new RedisKeyStore({ url, commandTimeoutMs: 200 });
+ * const outcome = await settleOnFakeClock(() => store.ping(), 400);
+ * expect(outcome).toMatchObject({ status: 'rejected' });
+ */
+export async function settleOnFakeClock<T>(
+  call: () => Promise<T>,
+  budgetMs: number,
+): Promise<SettledOnFakeClock<T>> {
+  let outcome: PromiseSettledResult<T> | undefined;
+  call().then(
+    (value) => (outcome = { status: 'fulfilled', value }),
+    (reason: unknown) => (outcome = { status: 'rejected', reason }),
+  );
+  let fakeMs = 0;
+  for (; outcome === undefined && fakeMs < budgetMs; fakeMs += 5) {
+    for (let turn = 0; turn < 3; turn++) await nextTurn();
+    await jest.advanceTimersByTimeAsync(5);
+  }
+  await waitFor(() => outcome !== undefined, {
+    what: `the call to settle within ${budgetMs} ms of the fake clock`,
+  });
+  return { ...outcome!, fakeMs };
 }
 
 // --- Handles and timers a test creates ---
@@ -198,8 +251,11 @@ export type ResourceType = 'Timeout' | 'TCPWRAP' | 'TCPSERVERWRAP';
 
 /** The resources of the watched types created since {@link watchResources}, until destroyed. */
 export interface ResourceWatch {
-  /** How many are alive; `refed: true` counts only those that keep the process alive. */
-  live(type: ResourceType, options?: { refed?: boolean }): number;
+  /**
+   * How many are alive: every one, or only those that keep the process alive (`refed: true`), or
+   * only those with a frame under the directory `from` in their creating stack (the library's own).
+   */
+  live(type: ResourceType, options?: { refed?: boolean; from?: string }): number;
   /** The live ones, each with the frames that created it, for a failure message. */
   describe(): string[];
   /** Stops watching (the counts are frozen). */
@@ -220,7 +276,6 @@ function creatorFrame(stack: string): string | undefined {
     .find((line) => !line.includes('(node:') && !line.includes(' node:') && !line.includes('AsyncHook.init'));
 }
 
-const HERE = new URL(import.meta.url).pathname;
 /** Jest's own code (its reporters debounce with timers) is never what a test is about. */
 const JEST_CODE = /[\\/]node_modules[\\/](?:@jest[\\/]|jest-)/;
 
@@ -242,10 +297,10 @@ export function watchResources(types: readonly ResourceType[]): ResourceWatch {
   const alive = new Map<number, Watched>();
   const hook = createHook({
     init(asyncId, type, _trigger, resource) {
-      if (!wanted.has(type)) return;
+      if (!wanted.has(type) || makingOwnTimer > 0) return;
       const origin = new Error(type);
       const creator = creatorFrame(origin.stack ?? '');
-      if (creator !== undefined && (creator.includes(HERE) || JEST_CODE.test(creator))) return;
+      if (creator !== undefined && JEST_CODE.test(creator)) return;
       alive.set(asyncId, { type: type as ResourceType, resource: resource as Watched['resource'], origin });
     },
     destroy(asyncId) {
@@ -253,10 +308,13 @@ export function watchResources(types: readonly ResourceType[]): ResourceWatch {
     },
   }).enable();
   return {
-    live(type, { refed = false } = {}) {
+    live(type, { refed = false, from } = {}) {
       let count = 0;
       for (const entry of alive.values()) {
-        if (entry.type === type && (!refed || entry.resource.hasRef?.() !== false)) count++;
+        if (entry.type !== type) continue;
+        if (refed && entry.resource.hasRef?.() === false) continue;
+        if (from !== undefined && !(entry.origin.stack ?? '').includes(from)) continue;
+        count++;
       }
       return count;
     },
@@ -266,8 +324,8 @@ export function watchResources(types: readonly ResourceType[]): ResourceWatch {
         const frames = (origin.stack ?? '')
           .split('\n')
           .slice(1)
-          .filter((line) => !line.includes(HERE));
-        return `${type} (${ref}) from ${frames.slice(0, 8).join(' <')}`;
+          .filter((line) => !line.includes('AsyncHook.init') && !line.includes('async_hooks'));
+        return `${type} (${ref}) from ${frames.slice(0, 10).join(' <')}`;
       });
     },
     stop() {
