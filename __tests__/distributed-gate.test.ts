@@ -410,6 +410,7 @@ describe('distributedGate when Redis cannot be reached', () => {
       await waitFor(async () => (await get(server.port, '/work').answer).status === 200, {
         what: 'service back',
         timeoutMs: 3_000,
+        intervalMs: 5,
       });
     } finally {
       await server.close();

@@ -180,6 +180,11 @@ export interface WaitOptions {
   timeoutMs?: number;
   /** The state to show when it fails (serialised as JSON). */
   detail?: () => unknown;
+  /**
+   * Pause between two checks, for a condition that costs something (a request). Default: every
+   * turn of the event loop at first, then every 5 ms.
+   */
+  intervalMs?: number;
 }
 
 /**
@@ -187,14 +192,14 @@ export interface WaitOptions {
  * does within `timeoutMs` — it never returns silently. For state that has no event of its own
  * (a socket closed, a Redis key written); where an event exists (`whenRecorded()`, `whenSettled()`,
  * `waitForSettled(n)`), await that instead. It polls on real time, so it also works under fake
- * timers: every turn of the event loop at first, then every few ms.
+ * timers.
  *
  * @example
  * await waitFor(() => mock.openConnections() === 0, { what: 'the upstream connections to close' });
  */
 export async function waitFor(
   condition: () => boolean | Promise<boolean>,
-  { what, timeoutMs = 2_000, detail }: WaitOptions,
+  { what, timeoutMs = 2_000, detail, intervalMs }: WaitOptions,
 ): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   for (let turn = 0; !(await condition()); turn++) {
@@ -202,8 +207,8 @@ export async function waitFor(
       const state = detail === undefined ? '' : `: ${JSON.stringify(detail())}`;
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${state}`);
     }
-    if (turn < 50) await nextTurn();
-    else await ownTimer(() => delay(5));
+    if (intervalMs === undefined && turn < 50) await nextTurn();
+    else await ownTimer(() => delay(intervalMs ?? 5));
   }
 }
 
