@@ -4,8 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { waitFor } from './support/http.js';
+import { listen, waitFor } from './support/http.js';
 import { realProcess } from './support/real-process.js';
 import {
   createMetrics,
@@ -368,8 +367,7 @@ describe('chaos: the full preset against a failing upstream and leaving clients'
     });
     app.use(gateway);
     server = createServer(app);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    port = (server.address() as AddressInfo).port;
+    ({ port } = await listen(server));
     agent = new http.Agent({ keepAlive: true });
   });
 

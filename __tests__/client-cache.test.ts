@@ -1,14 +1,13 @@
 // ClientCache against real undici pools and real node:http servers on 127.0.0.1.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Pool } from 'undici';
 import { ClientCache, type ClientCacheOptions } from '../lib/upstream/client-cache.js';
-import { waitFor, watchResources } from './support/http.js';
+import { listen, waitFor, watchResources, type Listening } from './support/http.js';
 
 interface Upstream {
   origin: string;
-  server: http.Server;
+  server: Listening;
   /** Responses to `/slow` requests, held until the test ends them. */
   held: http.ServerResponse[];
   /** Resolves when the next `/slow` request arrives. */
@@ -18,7 +17,7 @@ interface Upstream {
 async function startUpstream(): Promise<Upstream> {
   const held: http.ServerResponse[] = [];
   let notify: ((res: http.ServerResponse) => void) | undefined;
-  const server = http.createServer((req, res) => {
+  const server = await listen((req, res) => {
     if (req.url === '/slow') {
       held.push(res);
       notify?.(res);
@@ -26,10 +25,8 @@ async function startUpstream(): Promise<Upstream> {
     }
     res.end('ok');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: server.url,
     server,
     held,
     nextHeld: () => new Promise((resolve) => (notify = resolve)),
@@ -62,7 +59,7 @@ describe('ClientCache', () => {
     await Promise.all(caches.map((cache) => cache.close()));
   });
   afterAll(async () => {
-    await Promise.all(upstreams.map(({ server }) => new Promise((resolve) => server.close(resolve))));
+    await Promise.all(upstreams.map(({ server }) => server.close()));
   });
   beforeEach(() => {
     caches = [];

@@ -1,22 +1,11 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import express5 from 'express';
 import http from 'node:http';
-import { createServer as createNetServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { bodyLimit, keyAuth, passthrough } from '../lib/index.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
-import { chat, listen, postAndLeave, type Listening } from './support/http.js';
-
-/** A port nothing listens on: bound, then closed. */
-async function deadPort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { chat, closedPort, listen, postAndLeave, type Listening } from './support/http.js';
 
 describe.each(expressVersions)('passthrough on %s', (_label, express) => {
   let mock: MockUpstream;
@@ -57,7 +46,7 @@ describe.each(expressVersions)('passthrough on %s', (_label, express) => {
 
   it('answers an unreachable upstream with 502 in the OpenAI shape', async () => {
     const app = express();
-    app.get('/v1/models', passthrough({ target: `http://127.0.0.1:${await deadPort()}/v1` }));
+    app.get('/v1/models', passthrough({ target: `http://127.0.0.1:${await closedPort()}/v1` }));
     const res = await request(app).get('/v1/models');
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('upstream_unreachable');

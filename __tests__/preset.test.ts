@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import OpenAI from 'openai';
 import request from 'supertest';
@@ -247,8 +246,7 @@ describe('the official OpenAI SDK against the preset', () => {
     const app = express();
     app.use(gateway);
     server = createServer(app);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    baseURL = `${(await listen(server)).url}/v1`;
   });
   afterAll(async () => {
     await shutdown(server, [gateway, mock], { timeoutMs: 2_000 });

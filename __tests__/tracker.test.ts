@@ -4,7 +4,6 @@ import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals
 import express5 from 'express';
 import fc from 'fast-check';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { getContext } from '../lib/context.js';
 import {
@@ -487,13 +486,11 @@ describe.each(expressVersions)('RequestTracker middleware on %s', (_label, expre
 
   it('records a request once when the client leaves before an answer', async () => {
     const tracker = new RequestTracker({ logger: silentLogger });
-    const server = http.createServer(appWith(tracker));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port, close } = await listen(appWith(tracker));
     try {
       const arrived = new Promise<void>((resolve) => {
         hangArrived = resolve;
       });
-      const { port } = server.address() as AddressInfo;
       const req = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
       req.on('error', () => undefined);
       await arrived;
@@ -504,8 +501,7 @@ describe.each(expressVersions)('RequestTracker middleware on %s', (_label, expre
       expect(tracker.recent(1)[0]).toMatchObject({ route: '/hang', status: 0 });
       expect(tracker.stats().errors).toBe(1);
     } finally {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      await close();
     }
   });
 });

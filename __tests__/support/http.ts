@@ -4,7 +4,7 @@
 import { jest } from '@jest/globals';
 import { createHook } from 'node:async_hooks';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 // Node's own timers and clock, which jest's fake timers leave alone (they replace the test's
 // globals): waits and their deadlines pass in real time.
@@ -59,6 +59,15 @@ export async function listen(target: http.RequestListener | http.Server): Promis
         server.close(() => resolve());
       })),
   };
+}
+
+/** A loopback port that was just free (opened, then closed): nothing listens on it. */
+export async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** A chat-completions request body: one short user message, `extra` fields merged over it. */
