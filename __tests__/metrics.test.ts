@@ -1,7 +1,7 @@
 // createMetrics and metricsHandler against real Express apps (5 and 4), the real relay and a real
 // mock upstream: the scrape parses as Prometheus text, holds the expected series, and no label
 // carries a key or an id.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { Registry } from 'prom-client';
 import request from 'supertest';
 import {
@@ -130,15 +130,16 @@ function usageOfStream(text: string): { prompt_tokens: number; completion_tokens
 
 describe.each(expressVersions)('createMetrics on %s', (_label, express: ExpressFactory) => {
   let upstream: MockUpstream;
+  let closers: (() => Promise<void>)[];
 
-  beforeAll(async () => {
+  // A mock per test, closed first so a stream a failed test left running cannot hold the relay.
+  beforeEach(async () => {
     upstream = await createMockUpstream();
+    closers = [];
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await upstream.close();
-  });
-  afterEach(() => {
-    upstream.reset();
+    await Promise.all(closers.map((close) => close()));
   });
 
   /** The relay behind auth and a gate, with metrics observing it; `/metrics` is mounted ahead of them. */
@@ -167,6 +168,7 @@ describe.each(expressVersions)('createMetrics on %s', (_label, express: ExpressF
     const close = async () => {
       await Promise.all([relay.close(), auth.close(), gate.close(), metrics.close()]);
     };
+    closers.push(close);
     return { app, metrics, close };
   }
 
