@@ -12,7 +12,7 @@ import { bodyLimit } from '../lib/middleware/body-limit.js';
 import { asyncHandler, recovery } from '../lib/middleware/recovery.js';
 import { type Logger } from '../lib/log.js';
 import { expressVersions } from './support/express-versions.js';
-import { chat, listen } from './support/http.js';
+import { chat, listen, sseEvents } from './support/http.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];
 type App = ReturnType<ExpressFactory>;
@@ -77,18 +77,9 @@ function answerThenForward(handler: ReturnType<typeof recovery>) {
   };
 }
 
-/** The frames of an SSE body, each as its `event` and parsed `data`. */
-function sseFrames(body: string) {
-  return body
-    .split('\n\n')
-    .filter((frame) => frame.trim() !== '')
-    .map((frame) => {
-      const lines = frame.split('\n');
-      const event = lines.find((line) => line.startsWith('event: '))?.slice('event: '.length) ?? 'message';
-      const data = lines.find((line) => line.startsWith('data: '))?.slice('data: '.length) ?? '';
-      return { event, data: JSON.parse(data) as unknown };
-    });
-}
+/** The events of an SSE body, each as its `event` and its `data` parsed as JSON. */
+const sseFrames = (body: string) =>
+  sseEvents(body).map(({ event, data }) => ({ event, data: JSON.parse(data) as unknown }));
 
 const internalErrorBody = {
   error: { message: expect.any(String), type: 'server_error', code: 'internal_error', param: null },
