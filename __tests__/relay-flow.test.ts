@@ -71,7 +71,7 @@ describe('streamRelay with retry, a pool and hedging', () => {
     upstreamPool({ upstreams: [{ url: `${mock.url}/v1`, apiKey: 'sk-only', name: 'only' }] });
 
   it('makes exactly the configured number of attempts (attempts: 3 means 3 tries in all)', async () => {
-    const { app, relay } = makeApp({
+    const { app } = makeApp({
       pool: single(a),
       retry: retry({ attempts: 3, baseDelayMs: 1, maxDelayMs: 2 }),
     });
@@ -80,20 +80,18 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(res.status).toBe(502);
     expect(a.requests).toHaveLength(3);
     expect(contexts[0]!.attempts).toBe(3);
-    await relay.close();
   });
 
   it('succeeds on a retry and answers the client once', async () => {
-    const { app, relay } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
+    const { app } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
     a.enqueue({ status: 500 });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(200);
     expect(a.requests).toHaveLength(2);
-    await relay.close();
   });
 
   it('gives up at once with the upstream 429 when Retry-After is above the cap', async () => {
-    const { app, relay } = makeApp({ pool: single(a), retry: retry({ maxRetryAfterMs: 10_000 }) });
+    const { app } = makeApp({ pool: single(a), retry: retry({ maxRetryAfterMs: 10_000 }) });
     a.enqueue({ status: 429, retryAfter: '60' });
     const started = Date.now();
     const res = await request(app).post('/v1/chat/completions').send(chat());
@@ -102,11 +100,10 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(res.headers['retry-after']).toBe('60');
     expect(a.requests).toHaveLength(1);
     expect(Date.now() - started).toBeLessThan(5_000);
-    await relay.close();
   });
 
   it('never retries once a byte of the stream reached the client', async () => {
-    const { app, relay } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
+    const { app } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
     a.enqueue({ chunks: 5, resetAfterChunks: 2 });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -114,11 +111,10 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(res.status).toBe(200);
     expect(res.text).toContain('event: error');
     expect(a.requests).toHaveLength(1);
-    await relay.close();
   });
 
   it('retries on the other upstream than the one that just failed', async () => {
-    const { app, relay, pool } = makeApp({ retry: retry({ attempts: 2, baseDelayMs: 1, maxDelayMs: 2 }) });
+    const { app, pool } = makeApp({ retry: retry({ attempts: 2, baseDelayMs: 1, maxDelayMs: 2 }) });
     a.setBehaviour({ status: 500 });
     b.setBehaviour({ status: 500 });
     for (let i = 0; i < 6; i++) {
@@ -134,19 +130,17 @@ describe('streamRelay with retry, a pool and hedging', () => {
       pool.enable('a');
       pool.enable('b');
     }
-    await relay.close();
   });
 
   it('retries on network resets before headers', async () => {
-    const { app, relay } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
+    const { app } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
     a.enqueue({ resetBeforeHeaders: true });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(200);
-    await relay.close();
   });
 
   it('hedges a slow upstream: the second answers, the first is aborted and not relayed', async () => {
-    const { app, relay, pool } = makeApp({ hedge: { afterMs: 50 } });
+    const { app, pool } = makeApp({ hedge: { afterMs: 50 } });
     a.setBehaviour({ delayBeforeHeadersMs: 2_000 });
     b.setBehaviour({});
     // Round-robin starts on a: the hedge goes to b.
@@ -161,7 +155,6 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(pool.inFlightTotal()).toBe(0);
     // The aborted loser did not count against a's health.
     expect(pool.status().find((s) => s.name === 'a')!.consecutiveFailures).toBe(0);
-    await relay.close();
   });
 
   it('bills a hedged request once, for the winner only', async () => {
@@ -200,16 +193,15 @@ describe('streamRelay with retry, a pool and hedging', () => {
   });
 
   it('does not hedge an upstream that answers in time', async () => {
-    const { app, relay, pool } = makeApp({ hedge: { afterMs: 500 } });
+    const { app, pool } = makeApp({ hedge: { afterMs: 500 } });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(200);
     expect(a.requests.length + b.requests.length).toBe(1);
     expect(pool.inFlightTotal()).toBe(0);
-    await relay.close();
   });
 
   it('answers 503 no_upstream_available with Retry-After when every upstream cools', async () => {
-    const { app, relay, pool } = makeApp();
+    const { app, pool } = makeApp();
     a.setBehaviour({ status: 429, retryAfter: '30' });
     b.setBehaviour({ status: 429, retryAfter: '20' });
     await request(app).post('/v1/chat/completions').send(chat());
@@ -220,7 +212,6 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
     expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(20);
     expect(pool.inFlightTotal()).toBe(0);
-    await relay.close();
   });
 
   it('retries an upstream 503 when retryOn is [503]', async () => {

@@ -52,7 +52,7 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
   }
 
   it('relays a JSON completion with the relay key, never the client key', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     const res = await request(app)
       .post('/v1/chat/completions')
       .set('Authorization', 'Bearer sk-client-key-123456')
@@ -66,11 +66,10 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(seen.headers.authorization).toBe('Bearer sk-upstream-secret-1');
     expect(JSON.stringify(seen.headers)).not.toContain('sk-client-key');
     expect(seen.headers['x-request-id']).toBe('trace-42');
-    await relay.close();
   });
 
   it('records the usage of a JSON answer in the context', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.body.usage.total_tokens).toBeGreaterThan(0);
     expect(contexts[0]!.usage).toEqual({
@@ -79,22 +78,20 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
       totalTokens: res.body.usage.total_tokens,
     });
     expect(contexts[0]!.attempts).toBe(1);
-    await relay.close();
   });
 
   it('relays embeddings and reads their usage', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     const res = await request(app)
       .post('/v1/embeddings')
       .send({ model: 'text-embedding-3-small', input: ['a', 'b'] });
     expect(res.status).toBe(200);
     expect(res.body.data).toHaveLength(2);
     expect(contexts[0]!.usage?.promptTokens).toBe(res.body.usage.prompt_tokens);
-    await relay.close();
   });
 
   it('streams SSE chunks, ends with [DONE] and reads usage it asked for on the client’s behalf', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 5 });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -109,28 +106,25 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(events.some((e) => e.data.includes('"choices":[]'))).toBe(false);
     expect(mock.requests.at(-1)!.body).toMatchObject({ stream_options: { include_usage: true } });
     expect(contexts[0]!.usage?.completionTokens).toBe(5);
-    await relay.close();
   });
 
   it('passes the usage chunk through when the client asked for it', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     const res = await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true, stream_options: { include_usage: true } }));
     const usageEvents = sseEvents(res.text).filter((e) => e.data.includes('"usage":{'));
     expect(usageEvents).toHaveLength(1);
     expect(contexts[0]!.usage).toBeDefined();
-    await relay.close();
   });
 
   it('does not ask for stream usage when requestStreamUsage is false', async () => {
-    const { app, relay } = makeApp({ requestStreamUsage: false });
+    const { app } = makeApp({ requestStreamUsage: false });
     await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true }));
     expect(mock.requests.at(-1)!.body).not.toHaveProperty('stream_options');
     expect(contexts[0]!.usage).toBeUndefined();
-    await relay.close();
   });
 
   it.each([
@@ -164,7 +158,7 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     // A 2xx that is not JSON at all (an empty text/plain answer) is not a success.
     [{ rawBody: '', headers: { 'content-type': 'text/plain' } }, 502, 'upstream_decode_error'],
   ])('maps upstream %j to %i %s', async (behaviour, status, code) => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue(behaviour);
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(status);
@@ -172,23 +166,20 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(res.body.error).toHaveProperty('message');
     expect(res.body.error).toHaveProperty('type');
     expect(contexts[0]!.errorCode).toBe(code);
-    await relay.close();
   });
 
   it('keeps the upstream status in the message of a decode error', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ status: 503, rawBody: '' });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.body.error.message).toContain('503');
-    await relay.close();
   });
 
   it('sends Retry-After on a relayed 429', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ status: 429, retryAfter: '7' });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.headers['retry-after']).toBe('7');
-    await relay.close();
   });
 
   // undici runs the first-byte and idle timeouts on its coarse timers (about 1 s granularity), so
@@ -232,7 +223,7 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
   });
 
   it('never ends a truncated stream cleanly: no [DONE] means an error frame', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 3, omitDone: true });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -241,11 +232,10 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(events.at(-1)!.event).toBe('error');
     expect(JSON.parse(events.at(-1)!.data).error.code).toBe('upstream_stream_truncated');
     expect(contexts[0]!.errorCode).toBe('upstream_stream_truncated');
-    await relay.close();
   });
 
   it('ends with an SSE error frame when the upstream resets mid-stream', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 5, resetAfterChunks: 2 });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -253,20 +243,18 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     const events = sseEvents(res.text);
     expect(events.filter((e) => e.data.includes('chat.completion.chunk')).length).toBe(2);
     expect(events.at(-1)!.event).toBe('error');
-    await relay.close();
   });
 
   it('answers 502 upstream_unreachable when the upstream resets before headers', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ resetBeforeHeaders: true });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('upstream_unreachable');
-    await relay.close();
   });
 
   it('turns an upstream error frame mid-stream into a normalized error frame and stops', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 5, errorFrameAfterChunks: 2 });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -275,27 +263,24 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(events.at(-1)!.event).toBe('error');
     expect(JSON.parse(events.at(-1)!.data)).toHaveProperty('error.code');
     expect(events.some((e) => e.data === '[DONE]')).toBe(false);
-    await relay.close();
   });
 
   it('answers an error frame that opens the stream with a plain HTTP error', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 3, errorFrameAfterChunks: 0 });
     const res = await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true }));
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('upstream_error');
-    await relay.close();
   });
 
   it('refuses a JSON answer above maxResponseBytes with 502', async () => {
-    const { app, relay } = makeApp({ maxResponseBytes: 200 });
+    const { app } = makeApp({ maxResponseBytes: 200 });
     mock.enqueue({ body: { id: 'x', padding: 'y'.repeat(1000) } });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('upstream_response_too_large');
-    await relay.close();
   });
 
   it('aborts the upstream at once when the client disconnects mid-stream', async () => {
