@@ -1,6 +1,6 @@
 // The plumbing HTTP tests share: a loopback server for an app, a chat-completions body, an SSE
-// parser, a client that leaves mid-stream, a bounded wait that always asserts, and a watch over
-// the handles and timers a test itself creates (never the worker's or another test's).
+// parser, a client that leaves mid-stream, a bounded wait that always asserts, a fake-clock bound
+// for "fails within its timeout", and a watch over the handles and timers a test itself makes.
 import { jest } from '@jest/globals';
 import { createHook } from 'node:async_hooks';
 import http from 'node:http';
