@@ -4,13 +4,13 @@ import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import request from 'supertest';
 import type { Request, Response } from 'express';
 import { getContext } from '../lib/context.js';
 import { bodyLimit, type BodyLimitOptions } from '../lib/middleware/body-limit.js';
 import { expressVersions } from './support/express-versions.js';
+import { listen } from './support/http.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];
 type App = ReturnType<ExpressFactory>;
@@ -36,19 +36,6 @@ interface RawRequestOptions {
 
 /** How long a test waits for an answer before calling it a hang (lib bugs must fail fast). */
 const ANSWER_TIMEOUT_MS = 2000;
-
-/** A running server for `app`, closed with every connection it still holds. */
-async function listen(app: App) {
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  const close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
-  return { port, close };
-}
 
 /**
  * One request over a fresh connection, written chunk by chunk. A server that answers early and
@@ -454,6 +441,49 @@ describe.each(expressVersions)('bodyLimit on %s', (_label, express) => {
       });
       expect(res.status).toBe(400);
       expect(JSON.parse(res.body).error.code).toBe('invalid_encoding');
+    });
+
+    it('leaves a keep-alive connection usable for the next request after a 400 invalid_encoding', async () => {
+      const app = express();
+      app.post('/', bodyLimit(), (_req, res) => res.json({ ok: true }));
+      const server = await listen(app);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const send = (body: Buffer, headers: http.OutgoingHttpHeaders) =>
+        new Promise<number | string>((resolve) => {
+          const timer = setTimeout(() => resolve('hung'), ANSWER_TIMEOUT_MS);
+          const req = http.request(
+            {
+              port: server.port,
+              host: '127.0.0.1',
+              method: 'POST',
+              path: '/',
+              agent,
+              headers: { 'content-type': 'application/json', ...headers },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', () => {
+                clearTimeout(timer);
+                resolve(res.statusCode ?? 0);
+              });
+            },
+          );
+          req.on('error', (err) => {
+            clearTimeout(timer);
+            resolve(`error ${(err as NodeJS.ErrnoException).code}`);
+          });
+          req.end(body);
+        });
+      try {
+        // Not gzip at all: the decoder fails on the first bytes, long before the body is in.
+        const first = await send(Buffer.alloc(256 * KIB, 0x7b), { 'content-encoding': 'gzip' });
+        const second = await send(json({ model: 'm' }), {});
+        expect(first).toBe(400);
+        expect(second).toBe(200);
+      } finally {
+        agent.destroy();
+        await server.close();
+      }
     });
 
     // read-body.ts treats a decoder error as a client abort when `req.destroyed` is already true,

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listen, waitFor } from './support/http.js';
 import { realProcess } from './support/real-process.js';
 import {
   createMetrics,
@@ -140,14 +140,6 @@ function isOpenAiError(value: unknown): boolean {
 /** The SSE frames of a body, split on blank lines. */
 function sseFrames(body: string): string[] {
   return body.split('\n\n').filter((frame) => frame.length > 0);
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` every 10 ms until it holds or `timeoutMs` passed; the caller asserts afterwards. */
-async function settleWithin(timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await check()) && performance.now() < deadline) await sleep(10);
 }
 
 function countByKind(list: readonly string[]): Map<string, number> {
@@ -375,8 +367,7 @@ describe('chaos: the full preset against a failing upstream and leaving clients'
     });
     app.use(gateway);
     server = createServer(app);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    port = (server.address() as AddressInfo).port;
+    ({ port } = await listen(server));
     agent = new http.Agent({ keepAlive: true });
   });
 
@@ -481,9 +472,13 @@ describe('chaos: the full preset against a failing upstream and leaving clients'
       };
       await Promise.all(Array.from({ length: CONCURRENCY }, worker));
 
-      // Settlement and metrics run on each response's 'close' (metrics a turn later): bounded wait.
-      const billed = () => settled.length === reservations.size;
-      await settleWithin(3_000, async () => billed() && (await metricSum('in_flight_requests')) === 0);
+      // Every request the gateway saw is settled and recorded (an event); each settlement was asked
+      // of the store when its request settled, so every reservation is billed by then.
+      await metrics.whenRecorded();
+      await waitFor(() => settled.length === reservations.size, {
+        what: 'every reservation to be settled',
+        detail: () => ({ settled: settled.length, reservations: reservations.size }),
+      });
 
       // The process never crashed, nothing was logged as recovered or failed.
       expect(crashes).toEqual([]);
@@ -647,16 +642,25 @@ describe('chaos: the full preset against a failing upstream and leaving clients'
       // Shutdown drains without force; closing the gateway closes its upstream connections.
       stopping = shutdown(server, [gateway, metrics], { timeoutMs: 2_000 });
       expect(await stopping).toEqual({ drained: true, forcedConnections: 0, errors: [] });
-      await settleWithin(2_000, () => a.openConnections() + b.openConnections() === 0);
-      expect([a.openConnections(), b.openConnections()]).toEqual([0, 0]);
+      await waitFor(() => a.openConnections() + b.openConnections() === 0, {
+        what: 'the upstream connections to close',
+        detail: () => [a.openConnections(), b.openConnections()],
+      });
       await Promise.all([a.close(), b.close()]);
       agent.destroy();
       // No socket, server, timer or other resource is left beyond what the process had before
       // (jest's own aside), and no timer made during the run is pending, ref'd or not.
-      await settleWithin(3_000, () => Object.keys(resourcesAbove(baseline)).length === 0);
-      expect(resourcesAbove(baseline)).toEqual({});
-      await settleWithin(3_000, () => timers!.pending().length === 0);
-      expect(timers!.pending()).toEqual([]);
+      // (A before/after diff, not an async_hooks watch: hooks would slow a run of this size.)
+      await waitFor(() => Object.keys(resourcesAbove(baseline)).length === 0, {
+        what: 'no resource left beyond the baseline',
+        timeoutMs: 3_000,
+        detail: () => resourcesAbove(baseline),
+      });
+      await waitFor(() => timers!.pending().length === 0, {
+        what: 'no timer made during the run to be pending',
+        timeoutMs: 3_000,
+        detail: () => timers!.pending(),
+      });
       expect(crashes).toEqual([]);
     },
     TEST_TIMEOUT_MS,

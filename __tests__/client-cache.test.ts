@@ -1,13 +1,13 @@
 // ClientCache against real undici pools and real node:http servers on 127.0.0.1.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Pool } from 'undici';
 import { ClientCache, type ClientCacheOptions } from '../lib/upstream/client-cache.js';
+import { listen, waitFor, watchResources, type Listening } from './support/http.js';
 
 interface Upstream {
   origin: string;
-  server: http.Server;
+  server: Listening;
   /** Responses to `/slow` requests, held until the test ends them. */
   held: http.ServerResponse[];
   /** Resolves when the next `/slow` request arrives. */
@@ -17,7 +17,7 @@ interface Upstream {
 async function startUpstream(): Promise<Upstream> {
   const held: http.ServerResponse[] = [];
   let notify: ((res: http.ServerResponse) => void) | undefined;
-  const server = http.createServer((req, res) => {
+  const server = await listen((req, res) => {
     if (req.url === '/slow') {
       held.push(res);
       notify?.(res);
@@ -25,10 +25,8 @@ async function startUpstream(): Promise<Upstream> {
     }
     res.end('ok');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: server.url,
     server,
     held,
     nextHeld: () => new Promise((resolve) => (notify = resolve)),
@@ -38,14 +36,6 @@ async function startUpstream(): Promise<Upstream> {
 async function fetchText(pool: Pool, path = '/'): Promise<string> {
   const { body } = await pool.request({ path, method: 'GET' });
   return body.text();
-}
-
-const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
-
-/** Polls `condition` every 10 ms for up to 2 s (socket teardown crosses the loopback). */
-async function waitFor(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-  expect(condition()).toBe(true);
 }
 
 describe('ClientCache', () => {
@@ -69,7 +59,7 @@ describe('ClientCache', () => {
     await Promise.all(caches.map((cache) => cache.close()));
   });
   afterAll(async () => {
-    await Promise.all(upstreams.map(({ server }) => new Promise((resolve) => server.close(resolve))));
+    await Promise.all(upstreams.map(({ server }) => server.close()));
   });
   beforeEach(() => {
     caches = [];
@@ -206,32 +196,42 @@ describe('ClientCache', () => {
   });
 
   it('starts no timer of its own, and leaves no handle open once closed', async () => {
-    await waitFor(() => count('TCPSocketWrap') === 0); // sockets of earlier tests are gone
-    const timeoutsBefore = count('Timeout');
+    // Only the sockets and timers made from here on count, not those of earlier tests.
+    const made = watchResources(['TCPWRAP', 'Timeout']);
     const setTimeoutSpy = jest.spyOn(globalThis, 'setTimeout');
     const setIntervalSpy = jest.spyOn(globalThis, 'setInterval');
     let cache: ClientCache;
     try {
-      // Each clock reading moves 1 s on, so every get also runs the lazy purge.
-      let now = 1_000;
-      cache = makeCache({ max: 2, ttlMs: 10_000, clock: () => (now += 1_000) });
-      for (const origin of [a(), a(), b(), b(), c(), c(), a(), a()]) cache.get(origin);
-      now += 20_000;
-      cache.get(b()); // a and c expire here
-      expect(setTimeoutSpy).not.toHaveBeenCalled();
-      expect(setIntervalSpy).not.toHaveBeenCalled();
+      try {
+        // Each clock reading moves 1 s on, so every get also runs the lazy purge.
+        let now = 1_000;
+        cache = makeCache({ max: 2, ttlMs: 10_000, clock: () => (now += 1_000) });
+        for (const origin of [a(), a(), b(), b(), c(), c(), a(), a()]) cache.get(origin);
+        now += 20_000;
+        cache.get(b()); // a and c expire here
+        expect(setTimeoutSpy).not.toHaveBeenCalled();
+        expect(setIntervalSpy).not.toHaveBeenCalled();
+      } finally {
+        setTimeoutSpy.mockRestore();
+        setIntervalSpy.mockRestore();
+      }
+      await Promise.all([fetchText(cache.get(a())), fetchText(cache.get(b()))]);
+      expect(made.live('TCPWRAP')).toBeGreaterThan(0);
+      // undici arms unref'd timers of its own for its sockets; none may keep the process alive.
+      expect(made.live('Timeout', { refed: true })).toBe(0);
+      await cache.close();
+      // Both ends of every upstream socket are gone, and no timer keeps the process alive; Node
+      // reports a closed handle or a lapsed timer a turn or more late, hence the bounded waits.
+      await waitFor(() => made.live('TCPWRAP') === 0, {
+        what: 'both ends of every upstream socket to close',
+        detail: made.describe,
+      });
+      await waitFor(() => made.live('Timeout', { refed: true }) === 0, {
+        what: 'no timer to keep the process alive',
+        detail: made.describe,
+      });
     } finally {
-      setTimeoutSpy.mockRestore();
-      setIntervalSpy.mockRestore();
+      made.stop();
     }
-    await Promise.all([fetchText(cache.get(a())), fetchText(cache.get(b()))]);
-    expect(count('TCPSocketWrap')).toBeGreaterThan(0);
-    expect(count('Timeout')).toBeLessThanOrEqual(timeoutsBefore);
-    await cache.close();
-    // Both ends of every upstream socket are gone, and no timer keeps the process alive: a short
-    // timer Node or undici armed while the sockets closed may still be due on a loaded machine, so
-    // it gets the same bounded wait (a leaked interval or long timer never leaves).
-    await waitFor(() => count('TCPSocketWrap') === 0);
-    await waitFor(() => count('Timeout') <= timeoutsBefore);
   });
 });

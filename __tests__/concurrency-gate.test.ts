@@ -4,7 +4,6 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import type { NextFunction, Request, Response } from 'express';
 import { getContext } from '../lib/context.js';
@@ -15,9 +14,7 @@ import {
   type ConcurrencyGateOptions,
 } from '../lib/middleware/concurrency-gate.js';
 import { expressVersions } from './support/express-versions.js';
-
-type ExpressFactory = (typeof expressVersions)[number][1];
-type App = ReturnType<ExpressFactory>;
+import { listen, waitFor } from './support/http.js';
 
 interface RawResponse {
   status: number;
@@ -36,19 +33,6 @@ interface Call {
 
 /** How long a test waits for an answer before calling it a hang (lib bugs must fail fast). */
 const ANSWER_TIMEOUT_MS = 3000;
-
-/** A running server for `app`, closed with every connection it still holds. */
-async function listen(app: App) {
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  const close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
-  return { port, url: `http://127.0.0.1:${port}`, close };
-}
 
 /** A GET over a fresh connection; `abortOnFirstByte` leaves as soon as the body starts. */
 function call(
@@ -85,18 +69,6 @@ function call(
     });
   });
   return { response, abort: () => req.destroy() };
-}
-
-/**
- * Waits, turn by turn of the event loop (setImmediate is never faked here), until `condition`
- * holds; fails fast instead of hanging.
- */
-async function until(condition: () => boolean, what = 'condition'): Promise<void> {
-  for (let turn = 0; turn < 20_000; turn++) {
-    if (condition()) return;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-  throw new Error(`${what} never held`);
 }
 
 /** Responses held open by `/hold` until the test ends them, oldest first. */
@@ -157,16 +129,18 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
     const server = await listen(app);
     try {
       const calls = Array.from({ length: 6 }, () => call(server.port, '/hold'));
-      await until(() => stats(gate).inFlight === 2 && stats(gate).queued === 4, 'two through, four queued');
+      await waitFor(() => stats(gate).inFlight === 2 && stats(gate).queued === 4, {
+        what: 'two through, four queued',
+      });
       expect(hold.held).toHaveLength(2);
       for (let finished = 0; finished < 6; finished++) {
-        await until(() => hold.held.length > 0, 'a held response');
+        await waitFor(() => hold.held.length > 0, { what: 'a held response' });
         expect(stats(gate).inFlight).toBeLessThanOrEqual(2);
         hold.finishOldest();
       }
       const responses = await Promise.all(calls.map((c) => c.response));
       expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
-      await until(() => stats(gate).inFlight === 0, 'all permits back');
+      await waitFor(() => stats(gate).inFlight === 0, { what: 'all permits back' });
       expect(stats(gate)).toEqual({ inFlight: 0, queued: 0, keys: 0 });
     } finally {
       await server.close();
@@ -178,13 +152,13 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
     const server = await listen(app);
     try {
       const calls = [call(server.port, '/hold', { 'x-name': 'first' })];
-      await until(() => stats(gate).inFlight === 1);
+      await waitFor(() => stats(gate).inFlight === 1, { what: 'one request through' });
       for (const [index, name] of ['b', 'c', 'd', 'e'].entries()) {
         calls.push(call(server.port, '/hold', { 'x-name': name }));
-        await until(() => stats(gate).queued === index + 1, `${name} queued`);
+        await waitFor(() => stats(gate).queued === index + 1, { what: `${name} queued` });
       }
       for (let i = 0; i < 5; i++) {
-        await until(() => hold.held.length === 1, 'the next request admitted');
+        await waitFor(() => hold.held.length === 1, { what: 'the next request admitted' });
         hold.finishOldest();
       }
       await Promise.all(calls.map((c) => c.response));
@@ -200,7 +174,7 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
     try {
       const res = await request(server.url).get('/throw');
       expect(res.status).toBe(500);
-      await until(() => stats(gate).inFlight === 0, 'permit back');
+      await waitFor(() => stats(gate).inFlight === 0, { what: 'permit back' });
       expect((await request(server.url).get('/ok')).status).toBe(200);
     } finally {
       await server.close();
@@ -214,7 +188,7 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
       const res = await request(server.url).get('/upstream-error');
       expect(res.status).toBe(504);
       expect(res.body.error.code).toBe('upstream_timeout');
-      await until(() => stats(gate).inFlight === 0, 'permit back');
+      await waitFor(() => stats(gate).inFlight === 0, { what: 'permit back' });
     } finally {
       await server.close();
     }
@@ -227,7 +201,7 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
       const streaming = call(server.port, '/stream', {}, true);
       const answer = await streaming.response;
       expect(answer.networkError).toBe('aborted');
-      await until(() => stats(gate).inFlight === 0, 'permit back after the client left');
+      await waitFor(() => stats(gate).inFlight === 0, { what: 'permit back after the client left' });
       expect((await request(server.url).get('/ok')).status).toBe(200);
     } finally {
       await server.close();
@@ -239,15 +213,15 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
     const server = await listen(app);
     try {
       const first = call(server.port, '/hold', { 'x-name': 'holder' });
-      await until(() => stats(gate).inFlight === 1);
+      await waitFor(() => stats(gate).inFlight === 1, { what: 'one request through' });
       const leaver = call(server.port, '/hold', { 'x-name': 'leaver' });
-      await until(() => stats(gate).queued === 1, 'the second request queued');
+      await waitFor(() => stats(gate).queued === 1, { what: 'the second request queued' });
       leaver.abort();
-      await until(() => stats(gate).queued === 0, 'the leaver dropped from the queue');
+      await waitFor(() => stats(gate).queued === 0, { what: 'the leaver dropped from the queue' });
       expect(stats(gate).inFlight).toBe(1);
       hold.finishOldest();
       expect((await first.response).status).toBe(200);
-      await until(() => stats(gate).inFlight === 0, 'permit back');
+      await waitFor(() => stats(gate).inFlight === 0, { what: 'permit back' });
       expect(hold.arrivals).toEqual(['holder']);
     } finally {
       await server.close();
@@ -276,9 +250,9 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
     const server = await listen(app);
     try {
       const leaver = call(server.port, '/');
-      await until(() => arrived, 'the request arrived');
+      await waitFor(() => arrived, { what: 'the request arrived' });
       leaver.abort();
-      await until(() => reachedGate, 'the gate reached');
+      await waitFor(() => reachedGate, { what: 'the gate reached' });
       expect(stats(gate)).toEqual({ inFlight: 0, queued: 0, keys: 0 });
       expect(handler).not.toHaveBeenCalled();
     } finally {
@@ -291,7 +265,7 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
     const server = await listen(app);
     try {
       const holder = call(server.port, '/hold');
-      await until(() => stats(gate).inFlight === 1);
+      await waitFor(() => stats(gate).inFlight === 1, { what: 'one request through' });
       const res = await request(server.url).get('/ok');
       expect(res.status).toBe(503);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
@@ -301,7 +275,7 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
       });
       hold.finishOldest();
       await holder.response;
-      await until(() => stats(gate).inFlight === 0, 'permit back');
+      await waitFor(() => stats(gate).inFlight === 0, { what: 'permit back' });
     } finally {
       await server.close();
     }
@@ -312,9 +286,9 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
     const server = await listen(app);
     try {
       const holder = call(server.port, '/hold');
-      await until(() => stats(gate).inFlight === 1);
+      await waitFor(() => stats(gate).inFlight === 1, { what: 'one request through' });
       const waiting = call(server.port, '/ok');
-      await until(() => stats(gate).queued === 1, 'queued');
+      await waitFor(() => stats(gate).queued === 1, { what: 'queued' });
       expect(jest.getTimerCount()).toBe(1);
       jest.advanceTimersByTime(4_999);
       expect(stats(gate).queued).toBe(1);
@@ -330,7 +304,7 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
       expect(jest.getTimerCount()).toBe(0);
       hold.finishOldest();
       await holder.response;
-      await until(() => stats(gate).inFlight === 0, 'permit back');
+      await waitFor(() => stats(gate).inFlight === 0, { what: 'permit back' });
     } finally {
       await server.close();
     }
@@ -342,9 +316,9 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
     const server = await listen(app);
     try {
       const holder = call(server.port, '/hold');
-      await until(() => stats(gate).inFlight === 1);
+      await waitFor(() => stats(gate).inFlight === 1, { what: 'one request through' });
       const waiting = call(server.port, '/ok');
-      await until(() => stats(gate).queued === 1, 'queued');
+      await waitFor(() => stats(gate).queued === 1, { what: 'queued' });
       now += 250;
       hold.finishOldest();
       expect(JSON.parse((await waiting.response).body)).toEqual({ gateWaitMs: 250 });
@@ -364,9 +338,9 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
       try {
         const a1 = call(server.port, '/hold', { 'x-team': 'a' });
         const b1 = call(server.port, '/hold', { 'x-team': 'b' });
-        await until(() => stats(gate).inFlight === 2, 'a and b through');
+        await waitFor(() => stats(gate).inFlight === 2, { what: 'a and b through' });
         const a2 = call(server.port, '/hold', { 'x-team': 'a' });
-        await until(() => stats(gate).queued === 1, 'the second a queued');
+        await waitFor(() => stats(gate).queued === 1, { what: 'the second a queued' });
         expect(stats(gate)).toEqual({ inFlight: 2, queued: 1, keys: 2 });
         expect(gate.stats('a')).toEqual({ inFlight: 1, queued: 1, keys: 1 });
         expect(gate.stats('b')).toEqual({ inFlight: 1, queued: 0, keys: 1 });
@@ -374,11 +348,11 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
         // c is not held up by a's queue
         expect((await request(server.url).get('/ok').set('x-team', 'c')).status).toBe(200);
         while (hold.held.length > 0 || stats(gate).queued > 0) {
-          await until(() => hold.held.length > 0, 'a held response');
+          await waitFor(() => hold.held.length > 0, { what: 'a held response' });
           hold.finishOldest();
         }
         await Promise.all([a1.response, b1.response, a2.response]);
-        await until(() => stats(gate).keys === 0, 'every key dropped');
+        await waitFor(() => stats(gate).keys === 0, { what: 'every key dropped' });
         expect(stats(gate)).toEqual({ inFlight: 0, queued: 0, keys: 0 });
       } finally {
         await server.close();
@@ -390,15 +364,15 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
       const server = await listen(app);
       try {
         const holder = call(server.port, '/hold', { 'x-team': 'a' });
-        await until(() => stats(gate).inFlight === 1);
+        await waitFor(() => stats(gate).inFlight === 1, { what: 'one request through' });
         const waiting = call(server.port, '/ok', { 'x-team': 'a' });
-        await until(() => stats(gate).queued === 1, 'queued');
+        await waitFor(() => stats(gate).queued === 1, { what: 'queued' });
         jest.advanceTimersByTime(1_000);
         expect((await waiting.response).status).toBe(503);
         expect(stats(gate).keys).toBe(1);
         hold.finishOldest();
         await holder.response;
-        await until(() => stats(gate).keys === 0, 'the key dropped');
+        await waitFor(() => stats(gate).keys === 0, { what: 'the key dropped' });
       } finally {
         await server.close();
       }
@@ -409,14 +383,14 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
       const server = await listen(app);
       try {
         const holder = call(server.port, '/hold', { 'x-team': 'a' });
-        await until(() => stats(gate).keys === 1);
+        await waitFor(() => stats(gate).keys === 1, { what: 'the key gate made' });
         const res = await request(server.url).get('/ok').set('x-team', 'b');
         expect(res.status).toBe(503);
         expect(res.headers['retry-after']).toBe('1');
         expect(res.body.error).toMatchObject({ type: 'overloaded_error', code: 'overloaded' });
         hold.finishOldest();
         await holder.response;
-        await until(() => stats(gate).keys === 0, 'the key dropped');
+        await waitFor(() => stats(gate).keys === 0, { what: 'the key dropped' });
         expect((await request(server.url).get('/ok').set('x-team', 'b')).status).toBe(200);
       } finally {
         await server.close();
@@ -446,9 +420,9 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
     const server = await listen(app);
     try {
       const holder = call(server.port, '/hold');
-      await until(() => stats(gate).inFlight === 1);
+      await waitFor(() => stats(gate).inFlight === 1, { what: 'one request through' });
       const waiting = call(server.port, '/ok');
-      await until(() => stats(gate).queued === 1, 'queued');
+      await waitFor(() => stats(gate).queued === 1, { what: 'queued' });
       await Promise.all([gate.close(), gate.close()]);
       await gate.close();
       const answer = await waiting.response;
@@ -460,7 +434,7 @@ describe.each(expressVersions)('concurrencyGate on %s', (_label, express) => {
       expect(late.body.error.code).toBe('gate_closed');
       hold.finishOldest();
       expect((await holder.response).status).toBe(200);
-      await until(() => stats(gate).keys === 0, 'the last key dropped');
+      await waitFor(() => stats(gate).keys === 0, { what: 'the last key dropped' });
       expect(stats(gate)).toEqual({ inFlight: 0, queued: 0, keys: 0 });
     } finally {
       await server.close();

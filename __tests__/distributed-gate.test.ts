@@ -2,10 +2,11 @@
 // (5 and 4) over real sockets: two apps stand for two instances sharing one gate; leases of a killed
 // instance come back; refusals keep the local gate's shapes; an unreachable Redis fails closed or
 // open.
-import { afterAll, expect, it } from '@jest/globals';
+import { afterAll, afterEach, expect, it, jest } from '@jest/globals';
 import http from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import type { NextFunction, Request, Response } from 'express';
 import { Redis } from 'ioredis';
 import { getContext } from '../lib/context.js';
@@ -15,6 +16,7 @@ import {
   type DistributedGateOptions,
 } from '../lib/middleware/distributed-gate.js';
 import { expressVersions } from './support/express-versions.js';
+import { listen, settleOnFakeClock, waitFor, watchResources } from './support/http.js';
 import { requireRedis } from './support/redis.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];
@@ -33,10 +35,15 @@ const hostClients: Redis[] = [];
 const gates: DistributedGate[] = [];
 let names = 0;
 
-afterAll(async () => {
-  await Promise.all(gates.map((gate) => gate.close()));
+// Each test's gates and clients go when it ends: a gate left open on an unreachable Redis keeps
+// reconnecting, and its timers and sockets would show up in the next test's leak check.
+afterEach(async () => {
+  await Promise.all(gates.splice(0).map((gate) => gate.close()));
   // ioredis arms a 2 s timer when disconnecting a client whose socket is already gone.
-  for (const client of hostClients) if (client.status !== 'end') client.disconnect();
+  for (const client of hostClients.splice(0)) if (client.status !== 'end') client.disconnect();
+});
+
+afterAll(async () => {
   let cursor = '0';
   do {
     const [next, keys] = await admin.scan(cursor, 'MATCH', `${RUN_PREFIX}*`, 'COUNT', 1000);
@@ -62,36 +69,18 @@ function openGate(options: Partial<DistributedGateOptions> & { max: number }): D
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Resolves once `check` holds; fails after 3 s. */
-async function waitFor(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = performance.now() + 3000;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
+/** The library's own code, as its frames show in a stack. */
+const LIB_CODE = fileURLToPath(new URL('../lib/', import.meta.url));
+/** Timers faked while Redis and the sockets run on real I/O. */
+const FAKE_TIMERS: Parameters<typeof jest.useFakeTimers>[0] = {
+  doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'],
+};
 
 /** A promise with its resolver: handlers that hold their permit until a test lets them go. */
 function deferred() {
   let resolve!: () => void;
   const promise = new Promise<void>((done) => (resolve = done));
   return { promise, resolve };
-}
-
-/** A running server for `app`, closed with every connection it still holds. */
-async function listen(app: http.RequestListener) {
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 interface Answer {
@@ -150,7 +139,9 @@ describe.each(expressVersions)('distributedGate (%s)', (_label, express) => {
       expect(peak).toBeLessThanOrEqual(4);
       expect(peak).toBeGreaterThanOrEqual(2);
       // Every permit is released exactly once: none is left held in Redis.
-      await waitFor(async () => (await admin.zcard(holdersKey(name))) === 0, 'every permit released');
+      await waitFor(async () => (await admin.zcard(holdersKey(name))) === 0, {
+        what: 'every permit released',
+      });
       expect(gateA.stats()).toMatchObject({ inFlight: 0, queued: 0, bypassed: 0 });
       expect(gateB.stats()).toMatchObject({ inFlight: 0, queued: 0, bypassed: 0 });
     } finally {
@@ -171,11 +162,11 @@ describe.each(expressVersions)('distributedGate (%s)', (_label, express) => {
     );
     try {
       const first = get(server.port, '/work?id=holder');
-      await waitFor(() => gate.stats().inFlight === 1, 'the permit held');
+      await waitFor(() => gate.stats().inFlight === 1, { what: 'the permit held' });
       const waiting = [];
       for (const id of ['1', '2', '3']) {
         waiting.push(get(server.port, `/work?id=${id}`).answer);
-        await waitFor(() => gate.stats().queued === Number(id), `request ${id} queued`);
+        await waitFor(() => gate.stats().queued === Number(id), { what: `request ${id} queued` });
       }
       holder.resolve();
       await first.answer;
@@ -196,9 +187,11 @@ describe.each(expressVersions)('distributedGate (%s)', (_label, express) => {
     const timingServer = await listen(appWith(express, timing, () => holder.promise));
     try {
       const held = [get(fullServer.port, '/work'), get(timingServer.port, '/work')];
-      await waitFor(() => full.stats().inFlight === 1 && timing.stats().inFlight === 1, 'both permits held');
+      await waitFor(() => full.stats().inFlight === 1 && timing.stats().inFlight === 1, {
+        what: 'both permits held',
+      });
       const queued = get(fullServer.port, '/work');
-      await waitFor(() => full.stats().queued === 1, 'one request queued');
+      await waitFor(() => full.stats().queued === 1, { what: 'one request queued' });
 
       const refused = await get(fullServer.port, '/work').answer;
       expect(refused.status).toBe(503);
@@ -235,17 +228,19 @@ describe.each(expressVersions)('distributedGate (%s)', (_label, express) => {
     );
     try {
       const first = get(server.port, '/work?id=holder');
-      await waitFor(() => gate.stats().inFlight === 1, 'the permit held');
+      await waitFor(() => gate.stats().inFlight === 1, { what: 'the permit held' });
       const leaving = get(server.port, '/work?id=leaving');
       leaving.answer.catch(() => {});
-      await waitFor(() => gate.stats().queued === 1, 'a request queued');
+      await waitFor(() => gate.stats().queued === 1, { what: 'a request queued' });
       leaving.abort();
-      await waitFor(() => gate.stats().queued === 0, 'the queue emptied');
+      await waitFor(() => gate.stats().queued === 0, { what: 'the queue emptied' });
       holder.resolve();
       expect((await first.answer).status).toBe(200);
       expect((await get(server.port, '/work?id=next').answer).status).toBe(200);
       expect(seen).toEqual(['holder', 'next']);
-      await waitFor(async () => (await admin.zcard(holdersKey(name))) === 0, 'every permit released');
+      await waitFor(async () => (await admin.zcard(holdersKey(name))) === 0, {
+        what: 'every permit released',
+      });
     } finally {
       holder.resolve();
       await server.close();
@@ -269,10 +264,11 @@ describe('distributedGate leases', () => {
     try {
       const stuck = get(a.port, '/work');
       stuck.answer.catch(() => {});
-      await waitFor(() => gateA.stats().inFlight === 1, 'instance A holding the permit');
+      await waitFor(() => gateA.stats().inFlight === 1, { what: 'instance A holding the permit' });
       const waiting = get(b.port, '/work');
-      await waitFor(() => gateB.stats().queued === 1, 'a request queued on instance B');
-      // Three leases long: A's renewals keep the permit, so B still waits.
+      await waitFor(() => gateB.stats().queued === 1, { what: 'a request queued on instance B' });
+      // Three leases long: A's renewals keep the permit, so B still waits. A bounded wait on
+      // purpose: it shows that something does not happen (B is not admitted).
       await sleep(900);
       expect(gateB.stats()).toMatchObject({ queued: 1, inFlight: 0, held: 1 });
 
@@ -289,29 +285,33 @@ describe('distributedGate leases', () => {
     }
   });
 
-  it("wakes a waiter on another instance at once through the release channel, under a host client's keyPrefix", async () => {
+  it("wakes a waiter on another instance through the release channel alone, under a host client's keyPrefix", async () => {
     const name = freshName();
     const host = new Redis(REDIS_URL, { keyPrefix: RUN_PREFIX, maxRetriesPerRequest: 1 });
     hostClients.push(host);
-    // Polling backs off to 5 s: only the announcement can wake the waiter quickly.
-    const gateA = openGate({ redis: host, prefix: 'kp:', name, max: 1, pollMs: 5_000 });
-    const gateB = openGate({ redis: host, prefix: 'kp:', name, max: 1, pollMs: 5_000 });
+    const gateA = openGate({ redis: host, prefix: 'kp:', name, max: 1 });
+    const gateB = openGate({ redis: host, prefix: 'kp:', name, max: 1 });
     const holder = deferred();
     const a = await listen(appWith(express, gateA, () => holder.promise));
     const b = await listen(appWith(express, gateB, () => Promise.resolve()));
+    // Both instances listen on the release channel (ioredis never prefixes channels).
+    const channel = `${RUN_PREFIX}kp:gate:${name}:released`;
+    await waitFor(async () => ((await admin.pubsub('NUMSUB', channel)) as [string, number])[1] === 2, {
+      what: 'both instances subscribed to the release channel',
+    });
+    // From here no timer runs: B cannot poll, so only the release announcement can wake it.
+    jest.useFakeTimers(FAKE_TIMERS);
     try {
       const first = get(a.port, '/work');
-      await waitFor(() => gateA.stats().inFlight === 1, 'instance A holding the permit');
+      await waitFor(() => gateA.stats().inFlight === 1, { what: 'instance A holding the permit' });
       expect(await admin.zcard(`${RUN_PREFIX}kp:gate:${name}`)).toBe(1);
       const waiting = get(b.port, '/work');
-      await waitFor(() => gateB.stats().queued === 1, 'a request queued on instance B');
-      await sleep(1_200); // B's polls are now a second or more apart
-      const releasedAt = performance.now();
+      await waitFor(() => gateB.stats().queued === 1, { what: 'a request queued on instance B' });
       holder.resolve();
       expect((await waiting.answer).status).toBe(200);
-      expect(performance.now() - releasedAt).toBeLessThan(300);
       expect((await first.answer).status).toBe(200);
     } finally {
+      jest.useRealTimers();
       holder.resolve();
       await Promise.all([a.close(), b.close()]);
     }
@@ -341,19 +341,22 @@ describe('distributedGate when Redis cannot be reached', () => {
   const pass = () => Promise.resolve();
 
   it('fails closed with a quick 503 store_unavailable and Retry-After', async () => {
+    // Quick on the gate's own (fake) clock: within 400 ms of it, whatever the load on the machine.
+    jest.useFakeTimers(FAKE_TIMERS);
     const gate = openGate({ url: DOWN_URL, max: 2, commandTimeoutMs: 200 });
     const server = await listen(appWith(express, gate, pass));
     try {
       for (let i = 0; i < 2; i++) {
-        const started = performance.now();
-        const answer = await get(server.port, '/work').answer;
-        expect(performance.now() - started).toBeLessThan(400);
+        const outcome = await settleOnFakeClock(() => get(server.port, '/work').answer, 400);
+        expect(outcome.status).toBe('fulfilled');
+        const answer = (outcome as PromiseFulfilledResult<Answer>).value;
         expect(answer.status).toBe(503);
         expect(errorOf(answer).code).toBe('store_unavailable');
         expect(answer.headers['retry-after']).toBe('1');
       }
       expect(gate.stats()).toMatchObject({ inFlight: 0, queued: 0, bypassed: 0 });
     } finally {
+      jest.useRealTimers();
       await server.close();
     }
   });
@@ -404,7 +407,11 @@ describe('distributedGate when Redis cannot be reached', () => {
       expect(refused.status).toBe(503);
       expect(errorOf(refused).code).toBe('store_unavailable');
       down = false;
-      await waitFor(async () => (await get(server.port, '/work').answer).status === 200, 'service back');
+      await waitFor(async () => (await get(server.port, '/work').answer).status === 200, {
+        what: 'service back',
+        timeoutMs: 3_000,
+        intervalMs: 5,
+      });
     } finally {
       await server.close();
       await gate.close();
@@ -416,7 +423,6 @@ describe('distributedGate when Redis cannot be reached', () => {
 
 describe('distributedGate close()', () => {
   const [, express] = expressVersions[0]!;
-  const resources = (kind: string) => process.getActiveResourcesInfo().filter((type) => type === kind).length;
 
   it('answers waiters with gate_closed, gives its permits back in Redis, and is idempotent', async () => {
     const name = freshName();
@@ -425,9 +431,9 @@ describe('distributedGate close()', () => {
     const server = await listen(appWith(express, gate, () => holder.promise));
     try {
       const first = get(server.port, '/work');
-      await waitFor(() => gate.stats().inFlight === 1, 'the permit held');
+      await waitFor(() => gate.stats().inFlight === 1, { what: 'the permit held' });
       const waiting = get(server.port, '/work');
-      await waitFor(() => gate.stats().queued === 1, 'a request queued');
+      await waitFor(() => gate.stats().queued === 1, { what: 'a request queued' });
       await Promise.all([gate.close(), gate.close()]);
       const refused = await waiting.answer;
       expect(refused.status).toBe(503);
@@ -445,24 +451,37 @@ describe('distributedGate close()', () => {
   });
 
   it('leaves no timer and no socket behind after close()', async () => {
-    const before = { timers: resources('Timeout'), sockets: resources('TCPSocketWrap') };
-    const gate = distributedGate({
-      url: REDIS_URL,
-      prefix: RUN_PREFIX,
-      name: freshName(),
-      max: 1,
-      pollMs: 20,
-    });
-    const server = await listen(appWith(express, gate, () => sleep(30)));
-    // Contention starts every kind of timer: renewal, polling, queue timeouts.
-    const answers = await Promise.all([1, 2, 3].map(() => get(server.port, '/work').answer));
-    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200]);
-    await server.close();
-    await gate.close();
-    await waitFor(
-      () => resources('Timeout') <= before.timers && resources('TCPSocketWrap') <= before.sockets,
-      'timers and sockets gone',
-    );
+    // Only what this test makes counts: not what earlier tests left, nor the admin client (made
+    // connected first, as it connects lazily).
+    await admin.ping();
+    const made = watchResources(['Timeout', 'TCPWRAP']);
+    try {
+      const gate = distributedGate({
+        url: REDIS_URL,
+        prefix: RUN_PREFIX,
+        name: freshName(),
+        max: 1,
+        pollMs: 20,
+      });
+      const server = await listen(appWith(express, gate, () => sleep(30)));
+      // Contention starts every kind of timer: renewal, polling, queue timeouts.
+      const answers = await Promise.all([1, 2, 3].map(() => get(server.port, '/work').answer));
+      expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200]);
+      await server.close();
+      await gate.close();
+      // No socket, no timer that keeps the process alive, and none of the gate's own (its renewal,
+      // polling and command timers are unref'd); Node's own unref'd ones may lapse later.
+      const left = () =>
+        made.live('TCPWRAP') +
+        made.live('Timeout', { refed: true }) +
+        made.live('Timeout', { from: LIB_CODE });
+      await waitFor(() => left() === 0, {
+        what: 'the timers and sockets of the gate and the server to be gone',
+        detail: made.describe,
+      });
+    } finally {
+      made.stop();
+    }
   });
 });
 

@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import type { RequestHandler } from 'express';
 import request from 'supertest';
 import {
   bodyLimit,
+  ensureContext,
   hashApiKey,
   keyAuth,
   MemoryKeyStore,
@@ -11,20 +11,19 @@ import {
   streamRelay,
   type KeyAuthOptions,
   type KeyStore,
+  type RequestContext,
+  type StreamRelay,
 } from '../lib/index.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
+import { chat as chatBody, listen, postAndLeave } from './support/http.js';
 
 /** $1 per completion token and free prompts: a request's cost is exactly its completion tokens. */
 const pricing = new Pricing({ priced: { inputPerMTokUsd: 0, outputPerMTokUsd: 1_000_000 } });
 const T0 = Date.parse('2026-11-22T10:00:00Z');
 
-const chat = (extra: Record<string, unknown> = {}) => ({
-  model: 'priced',
-  max_tokens: 3,
-  messages: [{ role: 'user', content: 'hello' }],
-  ...extra,
-});
+/** A chat completion of the priced model, capped at 3 completion tokens ($3) unless `extra` says otherwise. */
+const chat = (extra: Record<string, unknown> = {}) => chatBody({ model: 'priced', max_tokens: 3, ...extra });
 
 async function storeWithKey(limits: Record<string, unknown> = {}, secret = 'sk-llmux-test-secret-0001') {
   const store = new MemoryKeyStore({ clock: () => T0 });
@@ -38,24 +37,55 @@ async function storeWithKey(limits: Record<string, unknown> = {}, secret = 'sk-l
 }
 
 describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => {
+  // A mock per test: a behaviour one test set or left queued never answers the next one.
   let mock: MockUpstream;
-  beforeAll(async () => {
+  let relays: StreamRelay[];
+  beforeEach(async () => {
     mock = await createMockUpstream();
+    relays = [];
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await mock.close();
+    await Promise.all(relays.map((relay) => relay.close()));
   });
 
+  /**
+   * The relay behind keyAuth on `store`, and `billed()`: resolves once every request so far has
+   * settled (its cost priced) and every settlement it caused has landed in the store, so a spend
+   * read after it is final. An event for each, where a poll of the spend would only guess.
+   */
   function gateway(store: KeyStore, options: Partial<KeyAuthOptions> = {}) {
+    const contexts: RequestContext[] = [];
+    const settlements: Promise<unknown>[] = [];
+    const settle = store.settle.bind(store);
+    store.settle = (reservationId, settlement) => {
+      const landing = settle(reservationId, settlement);
+      settlements.push(landing);
+      return landing;
+    };
+    const capture: RequestHandler = (req, res, next) => {
+      contexts.push(ensureContext(req, res));
+      next();
+    };
     const relay = streamRelay({ upstream: { url: `${mock.url}/v1`, apiKeys: ['sk-up'] } });
+    relays.push(relay);
     const app = express();
-    app.post('/v1/chat/completions', bodyLimit(), keyAuth({ store, pricing, ...options }), relay);
-    return { app, relay };
+    app.post('/v1/chat/completions', capture, bodyLimit(), keyAuth({ store, pricing, ...options }), relay);
+    const billed = async (): Promise<void> => {
+      await Promise.all(contexts.map((ctx) => ctx.whenSettled()));
+      await Promise.allSettled(settlements);
+    };
+    /** The key's spend once every bill has landed. */
+    const spendOf = async (keyId: string): Promise<number> => {
+      await billed();
+      return (await store.getKey(keyId))!.spendUsd;
+    };
+    return { app, relay, billed, spendOf };
   }
 
   it('holds a budget under 50 parallel requests: 10 admitted, spend equals the budget, the rest insufficient_quota', async () => {
     const { store, key, secret } = await storeWithKey({ budgetUsd: 30 });
-    const { app, relay } = gateway(store);
+    const { app, billed } = gateway(store);
     const results = await Promise.all(
       Array.from({ length: 50 }, () =>
         request(app).post('/v1/chat/completions').set('Authorization', `Bearer ${secret}`).send(chat()),
@@ -71,67 +101,46 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
       expect(r.headers['retry-after']).toBeUndefined();
       expect(r.headers['x-should-retry']).toBe('false');
     }
-    await waitForSpend(store, key.id, 30);
+    await billed();
     expect((await store.getKey(key.id))!.spendUsd).toBeCloseTo(30, 9);
     expect((await store.getKey(key.id))!.spendByModel).toEqual({ priced: 30 });
-    await relay.close();
   });
 
   it('bills a JSON request once with the usage the upstream reported', async () => {
     const { store, key, secret } = await storeWithKey();
-    const { app, relay } = gateway(store);
+    const { app, spendOf } = gateway(store);
     mock.enqueue({ chunks: 2 });
     await request(app)
       .post('/v1/chat/completions')
       .set('x-api-key', secret)
       .send(chat({ max_tokens: 50 }));
-    await waitForSpend(store, key.id, 2);
-    expect((await store.getKey(key.id))!.spendUsd).toBe(2);
-    await relay.close();
+    expect(await spendOf(key.id)).toBe(2);
   });
 
   it('bills a stream the client abandoned for what it received, once', async () => {
     const { store, key, secret } = await storeWithKey();
-    const { app, relay } = gateway(store);
+    const { app, spendOf } = gateway(store);
     mock.enqueue({ chunks: 40, chunkDelayMs: 15 });
-    const server = http.createServer(app).listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
-    const settled = mock.waitForSettled(mock.requests.length + 1);
-    let received = 0;
-    await new Promise<void>((resolve) => {
-      const req = http.request(
-        {
-          port: (server.address() as AddressInfo).port,
-          host: '127.0.0.1',
-          method: 'POST',
-          path: '/v1/chat/completions',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${secret}` },
-        },
-        (res) => {
-          res.on('data', (chunk: Buffer) => {
-            received += chunk.toString().split('data: ').length - 1;
-            if (received >= 3) {
-              req.destroy();
-              resolve();
-            }
-          });
-        },
-      );
-      req.on('error', () => undefined);
-      req.end(JSON.stringify(chat({ stream: true, max_tokens: 100 })));
-    });
-    await settled;
-    const spend = await waitForSpend(store, key.id, 1);
-    // Never silently zero, and never more than the chunks that could have been relayed.
-    expect(spend).toBeGreaterThanOrEqual(3);
-    expect(spend).toBeLessThan(40);
-    await new Promise((resolve) => server.close(resolve));
-    await relay.close();
+    const server = await listen(app);
+    try {
+      const settled = mock.waitForSettled(1);
+      await postAndLeave(server.port, chat({ stream: true, max_tokens: 100 }), {
+        headers: { authorization: `Bearer ${secret}` },
+        leaveWhen: (received) => received.split('data: ').length - 1 >= 3,
+      });
+      await settled;
+      const spend = await spendOf(key.id);
+      // Never silently zero, and never more than the chunks that could have been relayed.
+      expect(spend).toBeGreaterThanOrEqual(3);
+      expect(spend).toBeLessThan(40);
+    } finally {
+      await server.close();
+    }
   });
 
   it('does not bill a request the upstream failed', async () => {
     const { store, key, secret } = await storeWithKey({ budgetUsd: 10 });
-    const { app, relay } = gateway(store);
+    const { app, spendOf } = gateway(store);
     mock.enqueue({ status: 500 });
     const res = await request(app).post('/v1/chat/completions').set('x-api-key', secret).send(chat());
     expect(res.status).toBe(502);
@@ -141,18 +150,64 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
         (await request(app).post('/v1/chat/completions').set('x-api-key', secret).send(chat())).status,
       ).toBe(200);
     }
-    await waitForSpend(store, key.id, 9);
-    await relay.close();
+    // Three bills of $3 and none for the failure.
+    expect(await spendOf(key.id)).toBe(9);
+  });
+
+  it('keeps spend within the budget when requests carry no max_tokens and capRequests sends the reserve upstream', async () => {
+    const { store, key, secret } = await storeWithKey({ budgetUsd: 20 });
+    const { app, spendOf } = gateway(store, { defaultMaxTokens: 10, capRequests: true });
+    // Without max_tokens the upstream generates what it likes: 30 tokens each.
+    mock.setBehaviour({ chunks: 30, delayBeforeHeadersMs: 100 });
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        request(app)
+          .post('/v1/chat/completions')
+          .set('Authorization', `Bearer ${secret}`)
+          .send(chat({ max_tokens: undefined })),
+      ),
+    );
+    expect(results.filter((r) => r.status === 200).length).toBeGreaterThan(0);
+    expect(await spendOf(key.id)).toBeLessThanOrEqual(20);
+  });
+
+  it('closes the reservation (parallel slot) even when the upstream reports absurd usage', async () => {
+    const { store, secret } = await storeWithKey({ maxParallel: 1 });
+    const errors: unknown[] = [];
+    const { app, billed } = gateway(store, {
+      pricing: new Pricing({ priced: { inputPerMTokUsd: 10, outputPerMTokUsd: 10 } }),
+      logger: { error: (_m, fields) => errors.push(fields) },
+    });
+    mock.enqueue({
+      body: {
+        id: 'x',
+        object: 'chat.completion',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'x' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 1e308, completion_tokens: 1e308, total_tokens: 1e308 },
+      },
+    });
+    const send = () =>
+      request(app)
+        .post('/v1/chat/completions')
+        .set('Authorization', `Bearer ${secret}`)
+        .send(chat({ max_tokens: 5 }));
+    const first = await send();
+    expect(first.status).toBe(200);
+    await billed(); // the first request's settlement has run, whatever it made of the usage
+    const second = await send();
+    // A failed settlement would leave the reservation open: the key's one parallel slot gone for good.
+    expect(second.body.error?.code).toBeUndefined();
+    expect(second.status).toBe(200);
+    expect(errors).toEqual([]);
   });
 
   it('refuses a model outside the allow-list with 403 model_not_allowed', async () => {
     const { store, secret } = await storeWithKey({ models: ['gpt-4o*'] });
-    const { app, relay } = gateway(store);
+    const { app } = gateway(store);
     const res = await request(app).post('/v1/chat/completions').set('x-api-key', secret).send(chat());
     expect(res.status).toBe(403);
     expect(res.body.error.code).toBe('model_not_allowed');
     expect(res.body.error.param).toBe('model');
-    await relay.close();
   });
 
   it('applies the team allow-list to the team’s keys', async () => {
@@ -164,18 +219,17 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
       prefix: 'sk-team',
       teamId: team.id,
     });
-    const { app, relay } = gateway(store);
+    const { app } = gateway(store);
     const res = await request(app)
       .post('/v1/chat/completions')
       .set('x-api-key', 'sk-team-key-0001')
       .send(chat());
     expect(res.body.error.code).toBe('model_not_allowed');
-    await relay.close();
   });
 
   it('answers a spent rpm with 429, Retry-After and RateLimit headers', async () => {
     const { store, secret } = await storeWithKey({ rpm: 2 });
-    const { app, relay } = gateway(store, { clock: () => T0 });
+    const { app } = gateway(store, { clock: () => T0 });
     const send = () => request(app).post('/v1/chat/completions').set('x-api-key', secret).send(chat());
     const first = await send();
     expect(first.headers['ratelimit-limit']).toBe('2');
@@ -185,7 +239,6 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
     expect(third.body.error.code).toBe('rate_limited');
     expect(Number(third.headers['retry-after'])).toBeGreaterThan(0);
     expect(third.headers['ratelimit-remaining']).toBe('0');
-    await relay.close();
   });
 
   it('treats revoked and expired keys like unknown ones', async () => {
@@ -196,7 +249,7 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
       prefix: 'sk-expired',
       expiresAt: T0 - 1,
     });
-    const { app, relay } = gateway(store, { clock: () => T0 });
+    const { app } = gateway(store, { clock: () => T0 });
     const unknown = await request(app)
       .post('/v1/chat/completions')
       .set('x-api-key', 'sk-nope-0000000')
@@ -212,7 +265,6 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
       expect(res.status).toBe(401);
       expect(res.body).toEqual(unknown.body);
     }
-    await relay.close();
   });
 
   it('blocks failures from an address after 5 of them until its window passes, never a valid key', async () => {
@@ -224,7 +276,7 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
       return record(address, nowMs);
     };
     let now = T0;
-    const { app, relay } = gateway(store, { clock: () => now });
+    const { app } = gateway(store, { clock: () => now });
     const send = (key: string) =>
       request(app).post('/v1/chat/completions').set('x-api-key', key).send(chat());
     // The 5th failure itself is still a 401: the limiter changes what comes after it.
@@ -241,12 +293,11 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
     now = T0 + 15 * 60_000 + 1;
     expect((await send('sk-wrong-again')).status).toBe(401);
     expect((await send(secret)).status).toBe(200);
-    await relay.close();
   });
 
   it('refuses past maxParallel and frees the slot when a request ends', async () => {
     const { store, secret } = await storeWithKey({ maxParallel: 1 });
-    const { app, relay } = gateway(store);
+    const { app, billed } = gateway(store);
     mock.enqueue({ delayBeforeHeadersMs: 150 });
     const slow = request(app).post('/v1/chat/completions').set('x-api-key', secret).send(chat());
     const slowDone = slow.then((r) => r);
@@ -255,33 +306,21 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
     expect(second.status).toBe(429);
     expect(second.body.error.code).toBe('too_many_parallel_requests');
     expect((await slowDone).status).toBe(200);
-    await waitForSpend(store, (await store.listKeys())[0]!.id, 3);
+    await billed(); // the slow request's reservation is settled: its slot is free
     expect(
       (await request(app).post('/v1/chat/completions').set('x-api-key', secret).send(chat())).status,
     ).toBe(200);
-    await relay.close();
   });
 
   it('counts a model without a price and bills it 0', async () => {
     const { store, key, secret } = await storeWithKey();
     const own = new Pricing();
-    const { app, relay } = gateway(store, { pricing: own });
+    const { app } = gateway(store, { pricing: own });
     await request(app)
       .post('/v1/chat/completions')
       .set('x-api-key', secret)
       .send(chat({ model: 'mystery-model' }));
     expect(own.unknownModelLookups).toBeGreaterThan(0);
     expect((await store.getKey(key.id))!.spendUsd).toBe(0);
-    await relay.close();
   });
 });
-
-/** Settlement runs on the response's 'close'; wait until it has landed (bounded). */
-async function waitForSpend(store: KeyStore, keyId: string, atLeast: number): Promise<number> {
-  for (let i = 0; i < 200; i++) {
-    const spend = (await store.getKey(keyId))!.spendUsd;
-    if (spend >= atLeast - 1e-9) return spend;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`spend never reached ${atLeast}`);
-}

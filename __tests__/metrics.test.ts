@@ -1,9 +1,7 @@
 // createMetrics and metricsHandler against real Express apps (5 and 4), the real relay and a real
 // mock upstream: the scrape parses as Prometheus text, holds the expected series, and no label
 // carries a key or an id.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { Registry } from 'prom-client';
 import request from 'supertest';
 import {
@@ -23,6 +21,7 @@ import {
 } from '../lib/metrics/metrics.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
+import { chat, listen, postAndLeave } from './support/http.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];
 
@@ -32,12 +31,6 @@ const UPSTREAM_KEY = 'sk-upstream-secret-fedcba9876543210';
 const REQUEST_ID = 'req-metrics-leak-check-42';
 const CHAT = '/v1/chat/completions';
 const silent = { error: () => undefined };
-
-const chat = (extra: Record<string, unknown> = {}) => ({
-  model: 'gpt-4o-mini',
-  messages: [{ role: 'user', content: 'say hello to the metrics test' }],
-  ...extra,
-});
 
 // --- A small parser of the Prometheus text format (version 0.0.4) ---
 
@@ -137,15 +130,16 @@ function usageOfStream(text: string): { prompt_tokens: number; completion_tokens
 
 describe.each(expressVersions)('createMetrics on %s', (_label, express: ExpressFactory) => {
   let upstream: MockUpstream;
+  let closers: (() => Promise<void>)[];
 
-  beforeAll(async () => {
+  // A mock per test, closed first so a stream a failed test left running cannot hold the relay.
+  beforeEach(async () => {
     upstream = await createMockUpstream();
+    closers = [];
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await upstream.close();
-  });
-  afterEach(() => {
-    upstream.reset();
+    await Promise.all(closers.map((close) => close()));
   });
 
   /** The relay behind auth and a gate, with metrics observing it; `/metrics` is mounted ahead of them. */
@@ -178,6 +172,7 @@ describe.each(expressVersions)('createMetrics on %s', (_label, express: ExpressF
     const close = async () => {
       await Promise.all([relay.close(), auth.close(), gate.close(), metrics.close()]);
     };
+    closers.push(close);
     return { app, metrics, close };
   }
 
@@ -375,35 +370,17 @@ describe.each(expressVersions)('createMetrics on %s', (_label, express: ExpressF
   it('brings in_flight_requests back to 0 when the client leaves mid-stream', async () => {
     const { app, metrics, close } = gateway();
     upstream.setBehaviour({ chunks: 5, stallAfterChunks: 1 });
-    const server = http.createServer(app);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    await new Promise<void>((resolve, reject) => {
-      const req = http.request(
-        {
-          port,
-          host: '127.0.0.1',
-          method: 'POST',
-          path: CHAT,
-          headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
-        },
-        (res) => {
-          res.once('data', () => {
-            req.destroy();
-            resolve();
-          });
-        },
-      );
-      req.on('error', () => undefined);
-      req.end(JSON.stringify(chat({ stream: true })));
-      setTimeout(() => reject(new Error('no first chunk')), 2_000).unref();
+    const server = await listen(app);
+    await postAndLeave(server.port, chat({ stream: true }), {
+      path: CHAT,
+      headers: { authorization: `Bearer ${CLIENT_KEY}` },
+      timeoutMs: 2_000,
     });
     const m = await scrape(metrics);
     expect(valueOf(m, 'llmux_in_flight_requests')).toBe(0);
     expect(sumOf(m, 'llmux_requests_total')).toBe(1);
     expect(valueOf(m, 'llmux_gate_in_flight', { gate: 'relay' })).toBe(0);
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await server.close();
     await close();
   });
 });

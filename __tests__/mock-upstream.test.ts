@@ -1,6 +1,7 @@
 // The mock upstream over real HTTP (undici client, no stubs): default shapes, scripting, recording,
 // connection handling and the promise that it leaves no timer or socket behind.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import {
   createMockUpstream,
@@ -8,6 +9,7 @@ import {
   type MockUpstreamOptions,
   type RecordedRequest,
 } from '../lib/testing/index.js';
+import { waitFor, watchResources, type ResourceWatch } from './support/http.js';
 
 const agent = new Agent({ keepAliveTimeout: 2_000 });
 
@@ -62,9 +64,16 @@ async function streamUntilError(
   return { text, error: undefined };
 }
 
-function activeTimeouts(): number {
-  return process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length;
-}
+/** The library's own code (the mock lives in lib/testing), as its frames show in a stack. */
+const LIB_CODE = fileURLToPath(new URL('../lib/', import.meta.url));
+
+/** Timers made since `watch` started that keep the process alive or that the mock made. */
+const timersOf = (watch: ResourceWatch): number =>
+  watch.live('Timeout', { refed: true }) + watch.live('Timeout', { from: LIB_CODE });
+
+/** Waits, bounded, for every timer counted by {@link timersOf} to be gone. */
+const timersGone = (watch: ResourceWatch): Promise<void> =>
+  waitFor(() => timersOf(watch) === 0, { what: "the mock's timers to be gone", detail: watch.describe });
 
 const chat = (extra: Record<string, unknown> = {}) => ({
   model: 'gpt-test',
@@ -399,8 +408,16 @@ describe('createMockUpstream connections and resources', () => {
     opened.push(mock);
     return mock;
   }
+  const watches: ResourceWatch[] = [];
+  /** Watches the timers made from now on (not the worker's or jest's); stopped after the test. */
+  function watchTimers(): ResourceWatch {
+    const watch = watchResources(['Timeout']);
+    watches.push(watch);
+    return watch;
+  }
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((mock) => mock.close()));
+    for (const watch of watches.splice(0)) watch.stop();
   });
 
   it('keeps only the last maxRecorded requests', async () => {
@@ -420,9 +437,7 @@ describe('createMockUpstream connections and resources', () => {
   });
 
   it('marks a client abort mid-stream and leaves no timer behind', async () => {
-    // Jest's in-band reporter arms a 100 ms debounce timer when a test starts; let it lapse so the count is ours.
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    const baseline = activeTimeouts();
+    const timers = watchTimers();
     const mock = await open();
     mock.enqueue({ chunks: 50, chunkDelayMs: 20 });
     const controller = new AbortController();
@@ -434,15 +449,14 @@ describe('createMockUpstream connections and resources', () => {
     });
     const reader = res.body[Symbol.asyncIterator]();
     await reader.next();
-    expect(activeTimeouts()).toBeGreaterThan(baseline); // the delay before the next chunk
+    expect(timersOf(timers)).toBeGreaterThan(0); // the delay before the next chunk
     controller.abort();
     await expect(reader.next()).rejects.toThrow();
     const [record] = await mock.waitForSettled(1);
     expect(record).toMatchObject({ aborted: true, completed: false, settled: true });
-    // Other timers of the worker come and go under load: wait (bounded) for ours to be gone.
-    await timersBackTo(baseline);
+    await timersGone(timers);
     await mock.close();
-    await timersBackTo(baseline);
+    await timersGone(timers);
   });
 
   it('reuses keep-alive sockets and closes every connection, twice and concurrently', async () => {
@@ -470,9 +484,7 @@ describe('createMockUpstream connections and resources', () => {
     ['/v1/responses', { model: 'gpt-5', input: 'hi', stream: true }],
     ['/v1/messages', { model: 'claude-sonnet-4-5', max_tokens: 50, messages: [], stream: true }],
   ])('leaves no timer or socket when closed mid-stream on %s', async (path, body) => {
-    // Jest's in-band reporter arms a 100 ms debounce timer when a test starts; let it lapse so the count is ours.
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    const baseline = activeTimeouts();
+    const timers = watchTimers();
     const mock = await open();
     // A long delay, so a timer that close() failed to clear would outlive the bounded wait below.
     mock.enqueue({ chunks: 50, chunkDelayMs: 10_000 }, { chunks: 5, stallAfterChunks: 1 });
@@ -487,7 +499,7 @@ describe('createMockUpstream connections and resources', () => {
       expect(String((await reader.next()).value)).toContain('event: ');
       readers.push(reader);
     }
-    expect(activeTimeouts()).toBeGreaterThan(baseline); // the delay before the next chunk
+    expect(timersOf(timers)).toBeGreaterThan(0); // the delay before the next chunk
     expect(mock.openConnections()).toBe(2);
     await mock.close();
     expect(mock.openConnections()).toBe(0);
@@ -502,15 +514,6 @@ describe('createMockUpstream connections and resources', () => {
       [true, false, false],
       [true, false, false],
     ]);
-    await timersBackTo(baseline);
+    await timersGone(timers);
   });
 });
-
-/** Resolves once no more Timeouts are active than `baseline`; fails after ~1 s. */
-async function timersBackTo(baseline: number): Promise<void> {
-  for (let i = 0; i < 100 && activeTimeouts() > baseline; i++) {
-    await new Promise((resolve) => setImmediate(resolve));
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  expect(activeTimeouts()).toBeLessThanOrEqual(baseline);
-}

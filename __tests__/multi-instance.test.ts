@@ -6,6 +6,7 @@ import request from 'supertest';
 import { bodyLimit, hashApiKey, keyAuth, Pricing, streamRelay, type StreamRelay } from '../lib/index.js';
 import { RedisKeyStore } from '../lib/redis.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
+import { chat, waitFor } from './support/http.js';
 import { requireRedis } from './support/redis.js';
 
 // First, before any client: one clear failure when Redis is down, or visibly skipped suites
@@ -17,7 +18,8 @@ const SECRET = 'sk-llmux-multi-instance-0001';
 const PREFIX = `llmux-test:multi:${process.pid}:${Date.now()}:`;
 /** $1 per completion token, free prompts: a request capped at 3 tokens costs exactly $3. */
 const pricing = new Pricing({ priced: { inputPerMTokUsd: 0, outputPerMTokUsd: 1_000_000 } });
-const chat = { model: 'priced', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] };
+/** A chat completion of the priced model, capped at 3 completion tokens ($3). */
+const pricedChat = chat({ model: 'priced', max_tokens: 3 });
 
 /** A TCP hop in front of Redis that a test can cut and restore, as a network fault would. */
 class CuttableProxy {
@@ -107,16 +109,18 @@ describe('two app instances sharing one Redis', () => {
         request(i % 2 === 0 ? one.app : two.app)
           .post('/v1/chat/completions')
           .set('x-api-key', SECRET)
-          .send(chat),
+          .send(pricedChat),
       ),
     );
     expect(results.filter((r) => r.status === 200)).toHaveLength(10);
     expect(
       results.filter((r) => r.status === 429).every((r) => r.body.error.code === 'insufficient_quota'),
     ).toBe(true);
-    for (let i = 0; i < 100 && (await two.store.getKey(key.id))!.spendUsd < 30; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    // The bills land in Redis after the responses closed; the store has no event for it.
+    await waitFor(async () => (await two.store.getKey(key.id))!.spendUsd >= 30 - 1e-9, {
+      what: 'every bill to land in Redis',
+      timeoutMs: 3_000,
+    });
     expect((await two.store.getKey(key.id))!.spendUsd).toBeCloseTo(30, 9);
   });
 
@@ -131,7 +135,7 @@ describe('two app instances sharing one Redis', () => {
         request(i % 2 === 0 ? one.app : two.app)
           .post('/v1/chat/completions')
           .set('x-api-key', SECRET)
-          .send(chat),
+          .send(pricedChat),
       ),
     );
     expect(results.filter((r) => r.status === 200)).toHaveLength(20);
@@ -149,7 +153,7 @@ describe('two app instances sharing one Redis', () => {
       await proxy.start();
       const { app, store } = instance(prefix, { port: proxy.port, onStoreError: mode });
       await store.createKey({ name: 'outage', hash: hashApiKey(SECRET), prefix: 'sk-llmux-mult' });
-      const send = () => request(app).post('/v1/chat/completions').set('x-api-key', SECRET).send(chat);
+      const send = () => request(app).post('/v1/chat/completions').set('x-api-key', SECRET).send(pricedChat);
       expect((await send()).status).toBe(200);
 
       await proxy.cut();
@@ -161,12 +165,12 @@ describe('two app instances sharing one Redis', () => {
       }
 
       await proxy.start();
-      let back = 0;
-      for (let i = 0; i < 100 && back !== 200; i++) {
-        back = (await send()).status;
-        if (back !== 200) await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      expect(back).toBe(200);
+      // The store reconnects by itself, with a backoff: bounded, as the old loop of 100 × 50 ms was.
+      await waitFor(async () => (await send()).status === 200, {
+        what: 'service back',
+        timeoutMs: 5_000,
+        intervalMs: 50,
+      });
       await proxy.cut();
     },
   );

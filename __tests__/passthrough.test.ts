@@ -1,19 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createServer as createNetServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import express5 from 'express';
+import http from 'node:http';
 import request from 'supertest';
 import { bodyLimit, keyAuth, passthrough } from '../lib/index.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
-
-/** A port nothing listens on: bound, then closed. */
-async function deadPort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { chat, closedPort, listen, postAndLeave, type Listening } from './support/http.js';
 
 describe.each(expressVersions)('passthrough on %s', (_label, express) => {
   let mock: MockUpstream;
@@ -54,7 +46,7 @@ describe.each(expressVersions)('passthrough on %s', (_label, express) => {
 
   it('answers an unreachable upstream with 502 in the OpenAI shape', async () => {
     const app = express();
-    app.get('/v1/models', passthrough({ target: `http://127.0.0.1:${await deadPort()}/v1` }));
+    app.get('/v1/models', passthrough({ target: `http://127.0.0.1:${await closedPort()}/v1` }));
     const res = await request(app).get('/v1/models');
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('upstream_unreachable');
@@ -64,5 +56,108 @@ describe.each(expressVersions)('passthrough on %s', (_label, express) => {
   it('throws a TypeError naming a bad option', () => {
     expect(() => passthrough({ target: 'ftp://x' })).toThrow(/url/);
     expect(() => passthrough({ target: mock.url, timeoutMs: -1 })).toThrow(/timeoutMs/);
+  });
+});
+
+describe('passthrough timeouts, streams and Expect: 100-continue', () => {
+  // A mock and a server per test: a stream one test leaves running cannot reach the next.
+  let mock: MockUpstream;
+  let server: Listening | undefined;
+  beforeEach(async () => {
+    mock = await createMockUpstream();
+    server = undefined;
+  });
+  afterEach(async () => {
+    await server?.close();
+    await mock.close();
+  });
+
+  function serve(mount: (app: ReturnType<typeof express5>) => void): Promise<Listening> {
+    const app = express5();
+    mount(app);
+    return listen(app).then((listening) => (server = listening));
+  }
+
+  it('answers a timed-out upstream with 504 upstream_timeout, as documented', async () => {
+    const app = express5();
+    app.post('/v1/chat/completions', bodyLimit(), passthrough({ target: `${mock.url}/v1`, timeoutMs: 200 }));
+    mock.enqueue({ delayBeforeHeadersMs: 60_000 }); // silent until the passthrough gives up
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(504);
+    expect(res.body.error?.code).toBe('upstream_timeout');
+  });
+
+  it('aborts the upstream stream when the client leaves mid-stream', async () => {
+    const { port } = await serve((app) =>
+      app.post('/v1/chat/completions', bodyLimit(), passthrough({ target: `${mock.url}/v1` })),
+    );
+    mock.enqueue({ chunks: 200, chunkDelayMs: 20 });
+    const settled = mock.waitForSettled(1);
+    await postAndLeave(port, chat({ stream: true }));
+    // 200 chunks x 20 ms = 4 s of stream: settled before its end and not completed, it was aborted.
+    const [record] = await settled;
+    expect(record!.aborted).toBe(true);
+    expect(record!.completed).toBe(false);
+  });
+
+  it('ends the client response when the upstream resets mid-stream instead of leaving it open', async () => {
+    const { port } = await serve((app) =>
+      app.post('/v1/chat/completions', bodyLimit(), passthrough({ target: `${mock.url}/v1` })),
+    );
+    mock.enqueue({ chunks: 50, chunkDelayMs: 10, resetAfterChunks: 2 });
+    const outcome = await new Promise<string>((resolve) => {
+      const timer = setTimeout(() => resolve('hung'), 2000);
+      const finish = (how: string) => {
+        clearTimeout(timer);
+        resolve(how);
+      };
+      const clientReq = http.request(
+        {
+          port,
+          host: '127.0.0.1',
+          method: 'POST',
+          path: '/v1/chat/completions',
+          headers: { 'content-type': 'application/json' },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => finish('ended'));
+          res.on('error', () => finish('errored'));
+          res.on('close', () => finish('closed'));
+        },
+      );
+      clientReq.on('error', () => finish('errored'));
+      clientReq.end(JSON.stringify(chat({ stream: true })));
+    });
+    expect(outcome).not.toBe('hung');
+  });
+
+  it('replaces the credentials of a client sending Expect: 100-continue', async () => {
+    const { port } = await serve((app) =>
+      app.get(
+        '/v1/models',
+        passthrough({ target: { url: `${mock.url}/v1`, apiKeys: ['sk-upstream-key-123'] } }),
+      ),
+    );
+    const status = await new Promise<number>((resolve, reject) => {
+      const clientReq = http.request(
+        {
+          port,
+          host: '127.0.0.1',
+          method: 'GET',
+          path: '/v1/models',
+          headers: { authorization: 'Bearer sk-client-secret-abcdef', expect: '100-continue' },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      clientReq.on('error', reject);
+      clientReq.end();
+      setTimeout(() => reject(new Error('hung')), 3000).unref();
+    });
+    expect(status).toBe(200);
+    expect(mock.requests[0]?.headers.authorization).toBe('Bearer sk-upstream-key-123');
   });
 });

@@ -1,11 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { AddressInfo } from 'node:net';
+import net from 'node:net';
 import type { Server } from 'node:http';
 import OpenAI from 'openai';
 import request from 'supertest';
-import { createServer, hashApiKey, llmux, MemoryKeyStore, shutdown, type LlmuxRouter } from '../lib/index.js';
+import {
+  createServer,
+  hashApiKey,
+  llmux,
+  MemoryKeyStore,
+  RequestTracker,
+  shutdown,
+  type LlmuxRouter,
+} from '../lib/index.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
+import { chat, listen } from './support/http.js';
 
 const KEY = 'sk-llmux-test-key-0001';
 
@@ -149,6 +158,75 @@ describe.each(expressVersions)('llmux() preset on %s', (_label, express) => {
   it('requires auth to be chosen explicitly', () => {
     expect(() => llmux({ upstream: mock.url } as never)).toThrow(/auth/);
   });
+
+  // chainFor() once matched the raw req.url while Express matches parseurl(req).pathname, so a
+  // request in absolute form (RFC 9112 3.2.2: a server MUST accept it; clients behind an HTTP proxy
+  // setting send it) fell through to the host (404).
+  it('relays a request whose target is in absolute form, as Express routing does', async () => {
+    const open = llmux({ upstream: `${mock.url}/v1`, auth: false });
+    const host = express();
+    host.use(open);
+    const server = await listen(host);
+    try {
+      const body = JSON.stringify(chat());
+      const raw = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(server.port, '127.0.0.1');
+        let out = '';
+        socket.on('data', (d: Buffer) => (out += d.toString('utf8')));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(out));
+        socket.write(
+          `POST ${server.url}/v1/chat/completions?x=1 HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+            `Connection: close\r\n\r\n${body}`,
+        );
+      });
+      expect(raw.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      expect(mock.requests.at(-1)?.path).toBe('/v1/chat/completions?x=1');
+    } finally {
+      await open.close();
+      await server.close();
+    }
+  });
+
+  it('records only its own routes in its tracker, not host routes mounted after it', async () => {
+    const tracker = new RequestTracker();
+    const open = llmux({ upstream: `${mock.url}/v1`, auth: false, tracker });
+    try {
+      const host = express();
+      host.use(open);
+      host.get('/health', (_req, res) => {
+        res.json({ ok: true });
+      });
+      expect((await request(host).get('/health')).status).toBe(200);
+      await tracker.whenRecorded();
+      expect(tracker.recent().map((r) => r.route)).toEqual([]);
+    } finally {
+      await open.close();
+    }
+  });
+
+  it('refuses a huge model name with 400, so no tracker record carries it', async () => {
+    const tracker = new RequestTracker({ capacity: 10 });
+    const keyed = llmux({
+      upstream: `${mock.url}/v1`,
+      auth: { keys: [{ id: 'k1', key: 'sk-llmux-review-0123456789abcdef' }] },
+      tracker,
+    });
+    try {
+      const host = express().use(keyed);
+      const res = await request(host)
+        .post('/v1/chat/completions')
+        .send(chat({ model: 'm'.repeat(512 * 1024) }));
+      expect(res.status).toBe(400);
+      expect(res.body.error.param).toBe('model');
+      await tracker.whenRecorded();
+      // A ring of `capacity` records is fixed memory only if every field is bounded (route and id are).
+      expect(tracker.recent(1)[0]!.model ?? '').not.toHaveLength(512 * 1024);
+    } finally {
+      await keyed.close();
+    }
+  });
 });
 
 describe('the official OpenAI SDK against the preset', () => {
@@ -168,8 +246,7 @@ describe('the official OpenAI SDK against the preset', () => {
     const app = express();
     app.use(gateway);
     server = createServer(app);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    baseURL = `${(await listen(server)).url}/v1`;
   });
   afterAll(async () => {
     await shutdown(server, [gateway, mock], { timeoutMs: 2_000 });

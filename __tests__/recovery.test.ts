@@ -3,15 +3,16 @@
 import { describe, expect, it, jest } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import express5 from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import { errors, LlmuxError } from '../lib/index.js';
+import { bodyLimit } from '../lib/middleware/body-limit.js';
 import { asyncHandler, recovery } from '../lib/middleware/recovery.js';
 import { type Logger } from '../lib/log.js';
 import { expressVersions } from './support/express-versions.js';
+import { chat, listen, sseEvents } from './support/http.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];
 type App = ReturnType<ExpressFactory>;
@@ -34,9 +35,7 @@ function recordingLogger() {
 
 /** A GET over a fresh connection that reports a cut connection instead of throwing. */
 async function rawGet(app: App, path = '/'): Promise<RawResponse> {
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const { port, close } = await listen(app);
   try {
     return await new Promise<RawResponse>((resolve, reject) => {
       const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: ANSWER_TIMEOUT_MS });
@@ -63,8 +62,7 @@ async function rawGet(app: App, path = '/'): Promise<RawResponse> {
       });
     });
   } finally {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await close();
   }
 }
 
@@ -79,18 +77,9 @@ function answerThenForward(handler: ReturnType<typeof recovery>) {
   };
 }
 
-/** The frames of an SSE body, each as its `event` and parsed `data`. */
-function sseFrames(body: string) {
-  return body
-    .split('\n\n')
-    .filter((frame) => frame.trim() !== '')
-    .map((frame) => {
-      const lines = frame.split('\n');
-      const event = lines.find((line) => line.startsWith('event: '))?.slice('event: '.length) ?? 'message';
-      const data = lines.find((line) => line.startsWith('data: '))?.slice('data: '.length) ?? '';
-      return { event, data: JSON.parse(data) as unknown };
-    });
-}
+/** The events of an SSE body, each as its `event` and its `data` parsed as JSON. */
+const sseFrames = (body: string) =>
+  sseEvents(body).map(({ event, data }) => ({ event, data: JSON.parse(data) as unknown }));
 
 const internalErrorBody = {
   error: { message: expect.any(String), type: 'server_error', code: 'internal_error', param: null },
@@ -105,6 +94,22 @@ describe.each(expressVersions)('recovery on %s', (_label, express) => {
   }
 
   describe('errors before the response started', () => {
+    it('keeps a client error of express.json() (an unsupported charset) a 4xx, not a logged 500', async () => {
+      const { logger } = recordingLogger();
+      const app = express();
+      app.use(express.json());
+      app.post('/v1/chat/completions', bodyLimit(), (_req, res) => {
+        res.json({ ok: true });
+      });
+      app.use(recovery({ logger }));
+      const res = await request(app)
+        .post('/v1/chat/completions')
+        .set('content-type', 'application/json; charset=klingon')
+        .send(JSON.stringify(chat()));
+      expect(res.status).toBe(415);
+      expect(logger.error).not.toHaveBeenCalled();
+    });
+
     it('answers a sync throw with 500 internal_error in the OpenAI error shape', async () => {
       const { logger } = recordingLogger();
       const res = await request(

@@ -2,7 +2,7 @@
 // behaviour suite, then what only a shared store has: instances sharing limits, script reloading,
 // an unreachable or silent Redis (fail-closed and fail-open), reservation expiry, and idempotent
 // seeding of hashes.
-import { afterAll, expect, it } from '@jest/globals';
+import { afterAll, expect, it, jest } from '@jest/globals';
 import { createServer, type Server, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
@@ -11,6 +11,7 @@ import { MemoryKeyStore } from '../lib/keys/memory-store.js';
 import { RedisKeyStore, type RedisKeyStoreOptions } from '../lib/keys/redis-store.js';
 import type { Admission, KeyStore } from '../lib/keys/types.js';
 import { fuzzRuns } from './support/fuzz.js';
+import { settleOnFakeClock } from './support/http.js';
 import { describeKeyStore } from './support/key-store-suite.js';
 import { requireRedis } from './support/redis.js';
 
@@ -279,24 +280,36 @@ describe('RedisKeyStore when Redis cannot be reached', () => {
   const DOWN_URL = 'redis://127.0.0.1:1';
   const settlement = { model: 'gpt-4o', costUsd: 1, promptTokens: 1, completionTokens: 1, nowMs: T0 };
 
+  // The bounds below are on the store's own (fake) clock, so a loaded machine cannot make a quick
+  // failure look slow; real time passes only for the sockets.
+  const FAKE_TIMERS: Parameters<typeof jest.useFakeTimers>[0] = {
+    doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'],
+  };
+
   it('fails closed with store_unavailable within commandTimeoutMs, and does not crash', async () => {
-    const store = open({ url: DOWN_URL, commandTimeoutMs: 200 });
-    for (const call of [
-      () => admitOne(store, 'any'),
-      () => store.findKeyByHash(hashApiKey('sk-x')),
-      () => store.authFailureState('203.0.113.1', T0),
-      () => store.recordAuthFailure('203.0.113.1', T0),
-      () => store.settle('res_x', settlement),
-      () => store.ping(),
-    ]) {
-      const started = performance.now();
-      await expect(call()).rejects.toMatchObject({
-        name: 'StoreUnavailableError',
-        code: 'store_unavailable',
-      });
-      expect(performance.now() - started).toBeLessThan(400);
+    jest.useFakeTimers(FAKE_TIMERS);
+    try {
+      const store = open({ url: DOWN_URL, commandTimeoutMs: 200 });
+      const calls: (() => Promise<unknown>)[] = [
+        () => admitOne(store, 'any'),
+        () => store.findKeyByHash(hashApiKey('sk-x')),
+        () => store.authFailureState('203.0.113.1', T0),
+        () => store.recordAuthFailure('203.0.113.1', T0),
+        () => store.settle('res_x', settlement),
+        () => store.ping(),
+      ];
+      for (const call of calls) {
+        const outcome = await settleOnFakeClock(call, 400);
+        expect(outcome).toMatchObject({
+          status: 'rejected',
+          reason: { name: 'StoreUnavailableError', code: 'store_unavailable' },
+        });
+      }
+    } finally {
+      jest.useRealTimers();
     }
-    await Promise.all([store.close(), store.close()]);
+    const [store] = opened.slice(-1);
+    await Promise.all([store!.close(), store!.close()]);
   });
 
   it('bounds a Redis that accepts connections but never answers by commandTimeoutMs', async () => {
@@ -308,10 +321,15 @@ describe('RedisKeyStore when Redis cannot be reached', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const { port } = silent.address() as { port: number };
     try {
-      const store = open({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 150 });
-      const started = performance.now();
-      await expect(admitOne(store, 'any')).rejects.toMatchObject({ code: 'store_unavailable' });
-      expect(performance.now() - started).toBeLessThan(350);
+      jest.useFakeTimers(FAKE_TIMERS);
+      let store: RedisKeyStore;
+      try {
+        store = open({ url: `redis://127.0.0.1:${port}`, commandTimeoutMs: 150 });
+        const outcome = await settleOnFakeClock(() => admitOne(store, 'any'), 350);
+        expect(outcome).toMatchObject({ status: 'rejected', reason: { code: 'store_unavailable' } });
+      } finally {
+        jest.useRealTimers();
+      }
       await store.close();
     } finally {
       for (const socket of sockets) socket.destroy();

@@ -3,6 +3,7 @@
 // later instance loads the state, and an unreachable Redis leaves the pool serving on local state.
 import { afterAll, expect, it } from '@jest/globals';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { RequestContext } from '../lib/context.js';
 import { LlmuxError } from '../lib/index.js';
 import { isStoreUnavailableError } from '../lib/errors/store.js';
@@ -15,6 +16,7 @@ import {
   type SharePoolStateOptions,
 } from '../lib/upstream/redis-pool-state.js';
 import type { AttemptOutcome } from '../lib/upstream/source.js';
+import { waitFor, watchResources } from './support/http.js';
 import { realProcess } from './support/real-process.js';
 import { requireRedis } from './support/redis.js';
 
@@ -30,6 +32,8 @@ const OK: AttemptOutcome = { ok: true };
 const RATE_LIMITED: AttemptOutcome = { ok: false, category: 'rate_limit', status: 429, retryAfterMs: 60_000 };
 /** Bound of every wait for pub/sub delivery or a reconnection. */
 const WAIT_MS = 5_000;
+/** The library's own code, as its frames show in a stack. */
+const LIB_CODE = fileURLToPath(new URL('../lib/', import.meta.url));
 
 const shared = redis.client({ enableOfflineQueue: false, maxRetriesPerRequest: 1 });
 let prefixes = 0;
@@ -75,15 +79,6 @@ function instance(
   return { pool, sharing, status, attempt };
 }
 
-/** Polls `condition` until it holds; fails after `WAIT_MS`. For pub/sub delivery, not for time. */
-async function waitFor(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 function refusal(fn: () => unknown): LlmuxError {
   try {
     fn();
@@ -92,15 +87,6 @@ function refusal(fn: () => unknown): LlmuxError {
     return err as LlmuxError;
   }
   throw new Error('expected a refusal');
-}
-
-/** Sockets and timers alive now, by kind. */
-function resources(): { sockets: number; timers: number } {
-  const info = process.getActiveResourcesInfo();
-  return {
-    sockets: info.filter((kind) => kind === 'TCPSocketWrap').length,
-    timers: info.filter((kind) => kind === 'Timeout').length,
-  };
 }
 
 describe('sharePoolState across instances', () => {
@@ -112,7 +98,10 @@ describe('sharePoolState across instances', () => {
     await Promise.all([a.sharing.ready(), b.sharing.ready()]);
 
     expect(a.attempt(RATE_LIMITED)).toBe('u1');
-    await waitFor(() => b.status('u1').state === 'cooling', 'the cooldown on b');
+    await waitFor(() => b.status('u1').state === 'cooling', {
+      timeoutMs: WAIT_MS,
+      what: 'the cooldown on b',
+    });
     expect(b.status('u1').cooldownRemainingMs).toBeGreaterThan(50_000);
     expect([b.attempt(), b.attempt(), b.attempt()]).toEqual(['u2', 'u2', 'u2']);
 
@@ -127,7 +116,10 @@ describe('sharePoolState across instances', () => {
     await Promise.all([a.sharing.ready(), b.sharing.ready()]);
 
     a.attempt(RATE_LIMITED);
-    await waitFor(() => b.status('solo').state === 'cooling', 'the cooldown on b');
+    await waitFor(() => b.status('solo').state === 'cooling', {
+      timeoutMs: WAIT_MS,
+      what: 'the cooldown on b',
+    });
     const error = refusal(() => b.pool.acquire(ctx));
     expect(error).toMatchObject({ status: 503, code: 'no_upstream_available' });
     expect(error.retryAfterSeconds).toBeGreaterThan(50);
@@ -141,17 +133,17 @@ describe('sharePoolState across instances', () => {
 
     a.pool.disable('u1');
     expect(a.attempt(RATE_LIMITED)).toBe('u2');
-    await waitFor(
-      () => b.status('u1').state === 'disabled' && b.status('u2').state === 'cooling',
-      'the disable and the cooldown on b',
-    );
+    await waitFor(() => b.status('u1').state === 'disabled' && b.status('u2').state === 'cooling', {
+      timeoutMs: WAIT_MS,
+      what: 'the disable and the cooldown on b',
+    });
 
     b.pool.enable('u1');
     b.pool.enable('u2');
-    await waitFor(
-      () => a.status('u1').state === 'healthy' && a.status('u2').state === 'healthy',
-      'the enables on a',
-    );
+    await waitFor(() => a.status('u1').state === 'healthy' && a.status('u2').state === 'healthy', {
+      timeoutMs: WAIT_MS,
+      what: 'the enables on a',
+    });
     expect(a.status('u2').cooldownRemainingMs).toBe(0);
     expect(b.status('u1').state).toBe('healthy');
   });
@@ -162,10 +154,10 @@ describe('sharePoolState across instances', () => {
     await a.sharing.ready();
     expect(a.attempt(RATE_LIMITED)).toBe('u1');
     a.pool.disable('u2');
-    await waitFor(
-      async () => (await shared.hget(`${prefix}pool:state:u2`, 'disabled')) === '1',
-      'the state in Redis',
-    );
+    await waitFor(async () => (await shared.hget(`${prefix}pool:state:u2`, 'disabled')) === '1', {
+      timeoutMs: WAIT_MS,
+      what: 'the state in Redis',
+    });
     const ttlMs = await shared.pttl(`${prefix}pool:state:u1`);
     expect(ttlMs).toBeGreaterThan(0);
     expect(ttlMs).toBeLessThanOrEqual(86_400_000);
@@ -188,10 +180,10 @@ describe('sharePoolState across instances', () => {
 
     for (let i = 0; i < 10; i++) (i % 2 === 0 ? a : b).attempt();
     // The documented staleness: each instance learns of the other's attempts once they reach Redis.
-    await waitFor(
-      () => a.status('capped').requestsToday === 10 && b.status('capped').requestsToday === 10,
-      'the counts to sync',
-    );
+    await waitFor(() => a.status('capped').requestsToday === 10 && b.status('capped').requestsToday === 10, {
+      timeoutMs: WAIT_MS,
+      what: 'the counts to sync',
+    });
     expect(refusal(() => a.pool.acquire(ctx)).code).toBe('no_upstream_available');
     expect(refusal(() => b.pool.acquire(ctx)).code).toBe('no_upstream_available');
     const day = utcDayNumber(Date.now());
@@ -209,10 +201,10 @@ describe('sharePoolState across instances', () => {
     a.attempt();
     a.attempt();
     const day = utcDayNumber(Date.now());
-    await waitFor(
-      async () => (await shared.get(`${prefix}pool:count:${day}:capped`)) === '3',
-      'the count in Redis',
-    );
+    await waitFor(async () => (await shared.get(`${prefix}pool:count:${day}:capped`)) === '3', {
+      timeoutMs: WAIT_MS,
+      what: 'the count in Redis',
+    });
     const c = instance(prefix, ['capped'], { upstream: { dailyRequestCap: 3 } });
     await c.sharing.ready();
     expect(c.status('capped').requestsToday).toBe(3);
@@ -222,9 +214,14 @@ describe('sharePoolState across instances', () => {
 
 describe('sharePoolState without Redis', () => {
   it('serves on local state, logs the outage once and leaves no timer or socket after close', async () => {
-    // Every earlier instance closed, so what is alive now is the baseline.
+    // Every earlier instance closed, and the shared client connected: from here on, what is made
+    // is this test's.
     await Promise.all(opened.map((sharing) => sharing.close()));
-    const before = resources();
+    await waitFor(() => shared.status === 'ready', {
+      timeoutMs: WAIT_MS,
+      what: 'the shared client to connect',
+    });
+    const made = watchResources(['Timeout', 'TCPWRAP']);
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
     realProcess.on('unhandledRejection', onUnhandled);
@@ -251,12 +248,19 @@ describe('sharePoolState without Redis', () => {
       expect(logged).toHaveLength(1);
 
       await Promise.all([a.sharing.close(), a.sharing.close()]);
-      await waitFor(() => {
-        const after = resources();
-        return after.sockets <= before.sockets && after.timers <= before.timers;
-      }, 'the sockets and timers to go');
+      // No socket, no timer that keeps the process alive, and none of the library's own.
+      const left = () =>
+        made.live('TCPWRAP') +
+        made.live('Timeout', { refed: true }) +
+        made.live('Timeout', { from: LIB_CODE });
+      await waitFor(() => left() === 0, {
+        timeoutMs: WAIT_MS,
+        what: 'the sockets and timers to go',
+        detail: made.describe,
+      });
       expect(unhandled).toEqual([]);
     } finally {
+      made.stop();
       realProcess.off('unhandledRejection', onUnhandled);
     }
   });
@@ -296,15 +300,15 @@ describe('sharePoolState without Redis', () => {
 
       down = true;
       for (const socket of sockets) socket.destroy();
-      await waitFor(() => logged.length > 0, 'a to notice the outage');
+      await waitFor(() => logged.length > 0, { timeoutMs: WAIT_MS, what: 'a to notice the outage' });
       expect(a.attempt(RATE_LIMITED)).toBe('u1');
       expect([a.attempt(), a.attempt()]).toEqual(['u2', 'u2']);
 
       down = false;
-      await waitFor(
-        () => b.status('u1').state === 'cooling' && b.status('u2').requestsToday === 2,
-        'b to hear of the cooldown and the attempts',
-      );
+      await waitFor(() => b.status('u1').state === 'cooling' && b.status('u2').requestsToday === 2, {
+        timeoutMs: WAIT_MS,
+        what: 'b to hear of the cooldown and the attempts',
+      });
       expect(b.status('u1').requestsToday).toBe(1);
       expect(logged).toHaveLength(1);
       await Promise.all([a.sharing.close(), b.sharing.close()]);

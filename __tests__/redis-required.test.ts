@@ -3,22 +3,13 @@
 // file in a child process, against a port nothing listens on.
 import { describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { closedPort } from './support/http.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The bound on a run that finds no Redis: it must neither hang nor wait for timeouts. */
 const BOUND_MS = 30_000;
-
-/** A port that was just free: opened, then closed. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 /** Runs jest on one Redis-backed file as `npm run jest` does; kills it after {@link BOUND_MS}. */
 async function jestOn(file: string, env: Record<string, string>) {

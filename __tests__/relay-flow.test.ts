@@ -1,8 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+// streamRelay's flow control against two real mock upstreams: retries (counted, bounded by the
+// deadline, on the other upstream), hedging (the loser aborted and never billed) and cooling.
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import express from 'express';
 import request from 'supertest';
 import {
   bodyLimit,
+  ensureContext,
   getContext,
   hashApiKey,
   keyAuth,
@@ -12,32 +15,37 @@ import {
   streamRelay,
   upstreamPool,
   type RequestContext,
+  type StreamRelay,
   type StreamRelayOptions,
   type UpstreamPool,
 } from '../lib/index.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 
-const chat = (extra: Record<string, unknown> = {}) => ({
-  model: 'gpt-4o-mini',
-  messages: [{ role: 'user', content: 'hi' }],
-  ...extra,
-});
+import { chat, waitFor } from './support/http.js';
 
 describe('streamRelay with retry, a pool and hedging', () => {
   let a: MockUpstream;
   let b: MockUpstream;
   let contexts: RequestContext[];
+  let relays: StreamRelay[];
 
-  beforeAll(async () => {
+  // Fresh mocks per test: a retry, a hedge or a stream one test leaves running cannot take the next
+  // test's scripted behaviour. The mocks close first, cutting what is still running, then the relays.
+  beforeEach(async () => {
     [a, b] = await Promise.all([createMockUpstream(), createMockUpstream()]);
+    relays = [];
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await Promise.all([a.close(), b.close()]);
+    await Promise.all(relays.map((relay) => relay.close()));
   });
-  afterEach(() => {
-    a.reset();
-    b.reset();
-  });
+
+  /** A relay the test's cleanup closes. */
+  function relayOf(options: StreamRelayOptions): StreamRelay {
+    const relay = streamRelay(options);
+    relays.push(relay);
+    return relay;
+  }
 
   function makeApp(options: Partial<StreamRelayOptions> & { pool?: UpstreamPool } = {}) {
     contexts = [];
@@ -49,7 +57,7 @@ describe('streamRelay with retry, a pool and hedging', () => {
           { url: `${b.url}/v1`, apiKey: 'sk-b', name: 'b' },
         ],
       });
-    const relay = streamRelay({ upstream: pool, ...options });
+    const relay = relayOf({ upstream: pool, ...options });
     const app = express();
     app.use((_req, res, next) => {
       res.on('close', () => contexts.push(getContext(res)!));
@@ -63,7 +71,7 @@ describe('streamRelay with retry, a pool and hedging', () => {
     upstreamPool({ upstreams: [{ url: `${mock.url}/v1`, apiKey: 'sk-only', name: 'only' }] });
 
   it('makes exactly the configured number of attempts (attempts: 3 means 3 tries in all)', async () => {
-    const { app, relay } = makeApp({
+    const { app } = makeApp({
       pool: single(a),
       retry: retry({ attempts: 3, baseDelayMs: 1, maxDelayMs: 2 }),
     });
@@ -72,20 +80,18 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(res.status).toBe(502);
     expect(a.requests).toHaveLength(3);
     expect(contexts[0]!.attempts).toBe(3);
-    await relay.close();
   });
 
   it('succeeds on a retry and answers the client once', async () => {
-    const { app, relay } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
+    const { app } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
     a.enqueue({ status: 500 });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(200);
     expect(a.requests).toHaveLength(2);
-    await relay.close();
   });
 
   it('gives up at once with the upstream 429 when Retry-After is above the cap', async () => {
-    const { app, relay } = makeApp({ pool: single(a), retry: retry({ maxRetryAfterMs: 10_000 }) });
+    const { app } = makeApp({ pool: single(a), retry: retry({ maxRetryAfterMs: 10_000 }) });
     a.enqueue({ status: 429, retryAfter: '60' });
     const started = Date.now();
     const res = await request(app).post('/v1/chat/completions').send(chat());
@@ -94,11 +100,10 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(res.headers['retry-after']).toBe('60');
     expect(a.requests).toHaveLength(1);
     expect(Date.now() - started).toBeLessThan(5_000);
-    await relay.close();
   });
 
   it('never retries once a byte of the stream reached the client', async () => {
-    const { app, relay } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
+    const { app } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
     a.enqueue({ chunks: 5, resetAfterChunks: 2 });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -106,11 +111,10 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(res.status).toBe(200);
     expect(res.text).toContain('event: error');
     expect(a.requests).toHaveLength(1);
-    await relay.close();
   });
 
   it('retries on the other upstream than the one that just failed', async () => {
-    const { app, relay, pool } = makeApp({ retry: retry({ attempts: 2, baseDelayMs: 1, maxDelayMs: 2 }) });
+    const { app, pool } = makeApp({ retry: retry({ attempts: 2, baseDelayMs: 1, maxDelayMs: 2 }) });
     a.setBehaviour({ status: 500 });
     b.setBehaviour({ status: 500 });
     for (let i = 0; i < 6; i++) {
@@ -126,19 +130,17 @@ describe('streamRelay with retry, a pool and hedging', () => {
       pool.enable('a');
       pool.enable('b');
     }
-    await relay.close();
   });
 
   it('retries on network resets before headers', async () => {
-    const { app, relay } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
+    const { app } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 1, maxDelayMs: 2 }) });
     a.enqueue({ resetBeforeHeaders: true });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(200);
-    await relay.close();
   });
 
   it('hedges a slow upstream: the second answers, the first is aborted and not relayed', async () => {
-    const { app, relay, pool } = makeApp({ hedge: { afterMs: 50 } });
+    const { app, pool } = makeApp({ hedge: { afterMs: 50 } });
     a.setBehaviour({ delayBeforeHeadersMs: 2_000 });
     b.setBehaviour({});
     // Round-robin starts on a: the hedge goes to b.
@@ -153,7 +155,6 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(pool.inFlightTotal()).toBe(0);
     // The aborted loser did not count against a's health.
     expect(pool.status().find((s) => s.name === 'a')!.consecutiveFailures).toBe(0);
-    await relay.close();
   });
 
   it('bills a hedged request once, for the winner only', async () => {
@@ -175,7 +176,7 @@ describe('streamRelay with retry, a pool and hedging', () => {
       '/v1/chat/completions',
       bodyLimit(),
       keyAuth({ store, pricing }),
-      streamRelay({ upstream: pool, hedge: { afterMs: 50 } }),
+      relayOf({ upstream: pool, hedge: { afterMs: 50 } }),
     );
     // The slow one would answer with 9 tokens, the fast one with 2.
     a.setBehaviour({ delayBeforeHeadersMs: 300, chunks: 9 });
@@ -186,23 +187,21 @@ describe('streamRelay with retry, a pool and hedging', () => {
       .send(chat({ model: 'priced', max_tokens: 20 }));
     expect(res.status).toBe(200);
     await a.waitForSettled(1);
-    for (let i = 0; i < 100 && (await store.getKey(key.id))!.spendUsd === 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    // The bill lands in the store after the response closed; the store has no event for it.
+    await waitFor(async () => (await store.getKey(key.id))!.spendUsd !== 0, { what: 'the bill to land' });
     expect((await store.getKey(key.id))!.spendUsd).toBe(2);
   });
 
   it('does not hedge an upstream that answers in time', async () => {
-    const { app, relay, pool } = makeApp({ hedge: { afterMs: 500 } });
+    const { app, pool } = makeApp({ hedge: { afterMs: 500 } });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(200);
     expect(a.requests.length + b.requests.length).toBe(1);
     expect(pool.inFlightTotal()).toBe(0);
-    await relay.close();
   });
 
   it('answers 503 no_upstream_available with Retry-After when every upstream cools', async () => {
-    const { app, relay, pool } = makeApp();
+    const { app, pool } = makeApp();
     a.setBehaviour({ status: 429, retryAfter: '30' });
     b.setBehaviour({ status: 429, retryAfter: '20' });
     await request(app).post('/v1/chat/completions').send(chat());
@@ -213,6 +212,79 @@ describe('streamRelay with retry, a pool and hedging', () => {
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
     expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(20);
     expect(pool.inFlightTotal()).toBe(0);
-    await relay.close();
+  });
+
+  it('retries an upstream 503 when retryOn is [503]', async () => {
+    const { app } = makeApp({
+      pool: single(a),
+      retry: retry({ attempts: 3, retryOn: [503], baseDelayMs: 0, maxDelayMs: 0 }),
+    });
+    a.enqueue({ status: 503 });
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(a.requests).toHaveLength(2);
+    expect(res.status).toBe(200);
+  });
+
+  it('does not retry an upstream 501, which is not in the default retryOn', async () => {
+    const { app } = makeApp({ pool: single(a), retry: retry({ baseDelayMs: 0, maxDelayMs: 0 }) });
+    a.setBehaviour({ status: 501 });
+    await request(app).post('/v1/chat/completions').send(chat());
+    expect(a.requests).toHaveLength(1);
+  });
+
+  it('bounds the retried attempt by deadlineMs, not only the wait before it', async () => {
+    const { app } = makeApp({
+      pool: single(a),
+      retry: retry({ deadlineMs: 300, baseDelayMs: 0, maxDelayMs: 0 }),
+    });
+    // The retry's upstream would answer after 10 s; only the deadline can cut it before that.
+    a.enqueue({ status: 500 }, { delayBeforeHeadersMs: 10_000 });
+    await request(app).post('/v1/chat/completions').send(chat());
+    const [, retried] = await a.waitForSettled(2, 10_000);
+    expect(retried!.aborted).toBe(true);
+    expect(retried!.completed).toBe(false);
+  });
+
+  it('counts a hedged loser that really failed (network reset) against its upstream', async () => {
+    const { app, pool } = makeApp({ hedge: { afterMs: 50 } });
+    // a (picked first) resets at 150 ms; the hedge on b answers at 400 ms and wins.
+    a.enqueue({ delayBeforeHeadersMs: 150, resetBeforeHeaders: true });
+    b.enqueue({ delayBeforeHeadersMs: 400 });
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(200);
+    expect(contexts[0]!.attemptLog.find((r) => r.upstream === 'a')!.outcome).toBe('network');
+    expect(pool.status().find((s) => s.name === 'a')!.consecutiveFailures).toBe(1);
+  });
+
+  it('releases the pool slot when the relay is closed while a request waits to retry', async () => {
+    const pool = single(a);
+    const relay = relayOf({
+      upstream: pool,
+      retry: retry({ baseDelayMs: 300, maxDelayMs: 300, random: () => 0.99 }),
+    });
+    const waiting: RequestContext[] = [];
+    const app = express();
+    app.post(
+      '/v1/chat/completions',
+      (req, res, next) => {
+        waiting.push(ensureContext(req, res));
+        next();
+      },
+      bodyLimit(),
+      relay,
+    );
+    app.use((_err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      res.status(500).end();
+    });
+    a.enqueue({ status: 500 });
+    const done = request(app)
+      .post('/v1/chat/completions')
+      .send(chat())
+      .then((r) => r);
+    // The relay notes why it retries just before it starts the wait.
+    await waitFor(() => waiting[0]?.retryReasons.length === 1, { what: 'the relay to wait to retry' });
+    await relay.close(); // during the retry wait
+    await done;
+    expect(pool.inFlightTotal()).toBe(0);
   });
 });

@@ -6,6 +6,7 @@ import { RetryBudget } from '../lib/retry/budget.js';
 import { retry, type RetryDecision, type RetryOptions } from '../lib/retry/policy.js';
 import { isAbortError, MAX_SLEEP_MS, sleep } from '../lib/retry/sleep.js';
 import { fuzzRuns } from './support/fuzz.js';
+import { watchResources } from './support/http.js';
 
 const NOW = Date.parse('2026-11-22T12:00:00Z');
 
@@ -311,9 +312,16 @@ describe('sleep', () => {
 
   it('unrefs its timer, so a pending wait does not keep the process alive', async () => {
     const controller = new AbortController();
-    const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    const waiting = sleep(60_000, controller.signal).catch(() => undefined);
-    expect(process.getActiveResourcesInfo().filter((r) => r === 'Timeout')).toHaveLength(before);
+    // Only the timer sleep() makes is looked at, not the worker's.
+    const timers = watchResources(['Timeout']);
+    let waiting: Promise<unknown>;
+    try {
+      waiting = sleep(60_000, controller.signal).catch(() => undefined);
+      expect(timers.live('Timeout')).toBe(1);
+      expect(timers.live('Timeout', { refed: true })).toBe(0);
+    } finally {
+      timers.stop();
+    }
     controller.abort();
     await waiting;
   });

@@ -1,11 +1,17 @@
 // Server hardening and graceful shutdown, against real http servers on 127.0.0.1 and real clients
 // (node:net for byte-level control, http.request otherwise).
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
-import { createHook } from 'node:async_hooks';
 import http from 'node:http';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
-import { createServer, hardenServer, shutdown, type Closable } from '../lib/server.js';
+import { createServer, hardenServer, shutdown, type Closable, type ShutdownResult } from '../lib/server.js';
+import {
+  listen,
+  settleOnFakeClock,
+  waitFor,
+  watchResources,
+  type ResourceWatch,
+  type SettledOnFakeClock,
+} from './support/http.js';
 
 interface Reply {
   status: number;
@@ -25,11 +31,6 @@ afterEach(async () => {
 function track(server: http.Server): http.Server {
   servers.push(server);
   return server;
-}
-
-async function listen(server: http.Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as AddressInfo).port;
 }
 
 function get(port: number, path: string, options: http.RequestOptions = {}): Promise<Reply> {
@@ -154,7 +155,7 @@ describe('createServer', () => {
     const server = track(
       createServer(okHandler, { headersTimeoutMs: 300, connectionsCheckingIntervalMs: 100 }),
     );
-    const port = await listen(server);
+    const { port } = await listen(server);
     const slow = net.connect(port, '127.0.0.1');
     await new Promise((resolve) => slow.once('connect', resolve));
     const connectedAt = performance.now();
@@ -164,18 +165,22 @@ describe('createServer', () => {
     slow.setEncoding('utf8');
     slow.on('data', (chunk: string) => (received += chunk));
     slow.on('error', () => undefined); // EPIPE or ECONNRESET once the server cuts it
-    const slowClosed = closed(slow);
+    let slowIsClosed = false;
+    const slowClosed = closed(slow).then(() => {
+      slowIsClosed = true;
+    });
     const drip = setInterval(() => {
       if (slow.writable) slow.write(head.charAt(sent++));
     }, 20);
     try {
       const normal = await get(port, '/');
-      const normalServedAt = performance.now();
+      // Served meanwhile: the answer came while the slow client was still connected, not after the cut.
+      const slowOpenWhenServed = !slowIsClosed;
       await slowClosed;
       const cutAfterMs = performance.now() - connectedAt;
 
       expect(normal).toMatchObject({ status: 200, body: 'ok' });
-      expect(normalServedAt - connectedAt).toBeLessThan(250);
+      expect(slowOpenWhenServed).toBe(true);
       expect(received).toMatch(/^HTTP\/1\.1 408 /);
       expect(cutAfterMs).toBeGreaterThanOrEqual(250);
       expect(cutAfterMs).toBeLessThan(1_000);
@@ -191,7 +196,7 @@ describe.each([
   ['createServer', () => createServer(okHandler, { maxHeaderSizeBytes: 1_024 })],
 ])('maxHeaderSizeBytes with %s', (_name, make) => {
   it('answers 431 to a request whose headers exceed it and serves one under it', async () => {
-    const port = await listen(track(make()));
+    const { port } = await listen(track(make()));
     await expect(get(port, '/', { headers: { 'x-big': 'a'.repeat(2_000) } })).resolves.toMatchObject({
       status: 431,
     });
@@ -211,7 +216,7 @@ describe('shutdown', () => {
         setTimeout(() => response.end('done'), 300);
       }),
     );
-    const port = await listen(server);
+    const { port } = await listen(server);
     const agent = new http.Agent({ keepAlive: true });
     try {
       const reply = get(port, '/slow', { agent });
@@ -230,17 +235,23 @@ describe('shutdown', () => {
 
   it('closes idle keep-alive connections at once', async () => {
     const server = track(createServer(okHandler));
-    const port = await listen(server);
+    const { port } = await listen(server);
     const agent = new http.Agent({ keepAlive: true });
     try {
       const { socket } = await get(port, '/', { agent });
       const socketClosed = closed(socket);
-      const startedAt = performance.now();
-      const result = await shutdown(server, [], { timeoutMs: 5_000 });
+      // At once on shutdown's own clock: it must not need any of its timers (a fake clock that
+      // never moves), whatever the load on the machine.
+      jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+      let outcome: SettledOnFakeClock<ShutdownResult>;
+      try {
+        outcome = await settleOnFakeClock(() => shutdown(server, [], { timeoutMs: 5_000 }), 0);
+      } finally {
+        jest.useRealTimers();
+      }
       await socketClosed;
 
-      expect(result.drained).toBe(true);
-      expect(performance.now() - startedAt).toBeLessThan(500);
+      expect(outcome).toMatchObject({ status: 'fulfilled', value: { drained: true }, fakeMs: 0 });
     } finally {
       agent.destroy();
     }
@@ -258,7 +269,7 @@ describe('shutdown', () => {
         }
       }),
     );
-    const port = await listen(server);
+    const { port } = await listen(server);
     const socket = net.connect(port, '127.0.0.1');
     let received = '';
     socket.setEncoding('utf8');
@@ -281,54 +292,54 @@ describe('shutdown', () => {
   });
 
   it('force-closes a response that never finishes after timeoutMs, leaving no timer, handle or listener', async () => {
-    const tcpHandles = (): string[] =>
-      process.getActiveResourcesInfo().filter((type) => type.startsWith('TCP'));
-    const handlesBefore = tcpHandles();
-    const arrived = signal();
-    const server = track(
-      createServer((_request, response) => {
-        arrived.resolve();
-        response.write('partial');
-      }),
-    );
-    const port = await listen(server);
-    const listenerCounts = [server.listenerCount('request'), server.listenerCount('close')];
-    let clientResponse: http.IncomingMessage | undefined;
-    const request = http.get({ host: '127.0.0.1', port, path: '/never', agent: false }, (response) => {
-      clientResponse = response;
-      response.resume();
-    });
-    request.on('error', () => undefined);
-    const requestClosed = closed(request);
-    await arrived.promise;
+    // Only what this test creates is counted: its server, both ends of its connection, and every
+    // Timeout made while shutdown runs (its own and Node's).
+    const handles = watchResources(['TCPSERVERWRAP', 'TCPWRAP']);
+    let timers: ResourceWatch | undefined;
+    try {
+      const arrived = signal();
+      const server = track(
+        createServer((_request, response) => {
+          arrived.resolve();
+          response.write('partial');
+        }),
+      );
+      const { port } = await listen(server);
+      const listenerCounts = [server.listenerCount('request'), server.listenerCount('close')];
+      let clientResponse: http.IncomingMessage | undefined;
+      const request = http.get({ host: '127.0.0.1', port, path: '/never', agent: false }, (response) => {
+        clientResponse = response;
+        response.resume();
+      });
+      request.on('error', () => undefined);
+      const requestClosed = closed(request);
+      await arrived.promise;
 
-    // Every Timeout created while shutdown runs (its own and Node's) must be gone when it resolves.
-    const liveTimeouts = new Set<number>();
-    const hook = createHook({
-      init: (asyncId, type) => {
-        if (type === 'Timeout') liveTimeouts.add(asyncId);
-      },
-      destroy: (asyncId) => {
-        liveTimeouts.delete(asyncId);
-      },
-    }).enable();
-    const startedAt = performance.now();
-    const result = await shutdown(server, [], { timeoutMs: 200 });
-    const elapsedMs = performance.now() - startedAt;
-    await requestClosed;
-    // Node emits a cleared timer's destroy hook from a queue it drains on a later turn of the loop:
-    // give it two turns before reading the set, or a timer shutdown did clear still looks alive.
-    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
-    hook.disable();
+      timers = watchResources(['Timeout']);
+      const startedAt = performance.now();
+      const result = await shutdown(server, [], { timeoutMs: 200 });
+      const elapsedMs = performance.now() - startedAt;
+      await requestClosed;
 
-    expect(result.drained).toBe(false);
-    expect(result.forcedConnections).toBeGreaterThanOrEqual(1);
-    expect(elapsedMs).toBeGreaterThanOrEqual(190);
-    expect(elapsedMs).toBeLessThan(1_000);
-    expect(clientResponse?.complete).toBe(false);
-    expect(liveTimeouts.size).toBe(0);
-    expect([server.listenerCount('request'), server.listenerCount('close')]).toEqual(listenerCounts);
-    expect(tcpHandles()).toEqual(handlesBefore);
+      expect(result.drained).toBe(false);
+      expect(result.forcedConnections).toBeGreaterThanOrEqual(1);
+      expect(elapsedMs).toBeGreaterThanOrEqual(190);
+      expect(elapsedMs).toBeLessThan(1_000);
+      expect(clientResponse?.complete).toBe(false);
+      expect([server.listenerCount('request'), server.listenerCount('close')]).toEqual(listenerCounts);
+      // Node reports a cleared timer or a closed handle a turn or more later: a bounded wait.
+      await waitFor(() => timers!.live('Timeout') === 0, {
+        what: 'every timer made during shutdown to be gone',
+        detail: timers.describe,
+      });
+      await waitFor(() => handles.live('TCPSERVERWRAP') + handles.live('TCPWRAP') === 0, {
+        what: 'the server and both ends of its connection to close',
+        detail: handles.describe,
+      });
+    } finally {
+      timers?.stop();
+      handles.stop();
+    }
   });
 
   it('lets the close hooks of force-closed responses run before the closables', async () => {
@@ -341,7 +352,7 @@ describe('shutdown', () => {
         response.write('partial');
       }),
     );
-    const port = await listen(server);
+    const { port } = await listen(server);
     const request = http.get({ host: '127.0.0.1', port, path: '/never', agent: false }, (response) => {
       response.resume();
     });

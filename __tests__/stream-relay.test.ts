@@ -1,59 +1,34 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+// streamRelay against real Express apps (5 and 4) and a real mock upstream: JSON and SSE relaying,
+// the mapping of upstream failures, the first-byte and idle timeouts, and the abort of a client
+// that leaves. Each test gets its own mock and closes what it opened, so a stream still running
+// after one test can neither take the next one's scripted behaviour nor hold its connections.
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import {
   bodyLimit,
   getContext,
   streamRelay,
   type RequestContext,
+  type StreamRelay,
   type StreamRelayOptions,
 } from '../lib/index.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
-
-const chat = (extra: Record<string, unknown> = {}) => ({
-  model: 'gpt-4o-mini',
-  messages: [{ role: 'user', content: 'say hello to the relay' }],
-  ...extra,
-});
-
-/** Parses an SSE body into its data payloads and event names. */
-function sseEvents(text: string): { event: string | undefined; data: string }[] {
-  return text
-    .split('\n\n')
-    .filter((block) => block.trim().length > 0)
-    .map((block) => {
-      let event: string | undefined;
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
-        if (line.startsWith('data:')) data.push(line.slice(5).trim());
-      }
-      return { event, data: data.join('\n') };
-    });
-}
-
-const sockets = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
-
-/** Polls `condition` every 10 ms for up to 2 s (socket teardown crosses the loopback). */
-async function waitFor(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-  expect(condition()).toBe(true);
-}
+import { chat, listen, postAndLeave, sseEvents, waitFor, watchResources } from './support/http.js';
 
 describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
   let mock: MockUpstream;
   let contexts: RequestContext[];
+  let relays: StreamRelay[];
 
-  beforeAll(async () => {
+  beforeEach(async () => {
     mock = await createMockUpstream();
+    relays = [];
   });
-  afterAll(async () => {
+  afterEach(async () => {
+    // The mock first: it cuts a stream a failed test left running, which relay.close() waits for.
     await mock.close();
-  });
-  afterEach(() => {
-    mock.reset();
+    await Promise.all(relays.map((relay) => relay.close()));
   });
 
   function makeApp(options: Partial<StreamRelayOptions> = {}) {
@@ -62,6 +37,7 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
       upstream: { url: `${mock.url}/v1`, apiKeys: ['sk-upstream-secret-1'] },
       ...options,
     });
+    relays.push(relay);
     const app = express();
     app.use((_req, res, next) => {
       res.on('close', () => {
@@ -76,7 +52,7 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
   }
 
   it('relays a JSON completion with the relay key, never the client key', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     const res = await request(app)
       .post('/v1/chat/completions')
       .set('Authorization', 'Bearer sk-client-key-123456')
@@ -90,11 +66,10 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(seen.headers.authorization).toBe('Bearer sk-upstream-secret-1');
     expect(JSON.stringify(seen.headers)).not.toContain('sk-client-key');
     expect(seen.headers['x-request-id']).toBe('trace-42');
-    await relay.close();
   });
 
   it('records the usage of a JSON answer in the context', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.body.usage.total_tokens).toBeGreaterThan(0);
     expect(contexts[0]!.usage).toEqual({
@@ -108,22 +83,20 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
       audioCompletionTokens: 0,
     });
     expect(contexts[0]!.attempts).toBe(1);
-    await relay.close();
   });
 
   it('relays embeddings and reads their usage', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     const res = await request(app)
       .post('/v1/embeddings')
       .send({ model: 'text-embedding-3-small', input: ['a', 'b'] });
     expect(res.status).toBe(200);
     expect(res.body.data).toHaveLength(2);
     expect(contexts[0]!.usage?.promptTokens).toBe(res.body.usage.prompt_tokens);
-    await relay.close();
   });
 
   it('streams SSE chunks, ends with [DONE] and reads usage it asked for on the client’s behalf', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 5 });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -138,28 +111,25 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(events.some((e) => e.data.includes('"choices":[]'))).toBe(false);
     expect(mock.requests.at(-1)!.body).toMatchObject({ stream_options: { include_usage: true } });
     expect(contexts[0]!.usage?.completionTokens).toBe(5);
-    await relay.close();
   });
 
   it('passes the usage chunk through when the client asked for it', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     const res = await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true, stream_options: { include_usage: true } }));
     const usageEvents = sseEvents(res.text).filter((e) => e.data.includes('"usage":{'));
     expect(usageEvents).toHaveLength(1);
     expect(contexts[0]!.usage).toBeDefined();
-    await relay.close();
   });
 
   it('does not ask for stream usage when requestStreamUsage is false', async () => {
-    const { app, relay } = makeApp({ requestStreamUsage: false });
+    const { app } = makeApp({ requestStreamUsage: false });
     await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true }));
     expect(mock.requests.at(-1)!.body).not.toHaveProperty('stream_options');
     expect(contexts[0]!.usage).toBeUndefined();
-    await relay.close();
   });
 
   it.each([
@@ -190,8 +160,10 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     ],
     [{ status: 200, rawBody: '' }, 502, 'upstream_decode_error'],
     [{ status: 200, rawBody: '{"id":' }, 502, 'upstream_decode_error'],
+    // A 2xx that is not JSON at all (an empty text/plain answer) is not a success.
+    [{ rawBody: '', headers: { 'content-type': 'text/plain' } }, 502, 'upstream_decode_error'],
   ])('maps upstream %j to %i %s', async (behaviour, status, code) => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue(behaviour);
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(status);
@@ -199,48 +171,50 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(res.body.error).toHaveProperty('message');
     expect(res.body.error).toHaveProperty('type');
     expect(contexts[0]!.errorCode).toBe(code);
-    await relay.close();
   });
 
   it('keeps the upstream status in the message of a decode error', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ status: 503, rawBody: '' });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.body.error.message).toContain('503');
-    await relay.close();
   });
 
   it('sends Retry-After on a relayed 429', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ status: 429, retryAfter: '7' });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.headers['retry-after']).toBe('7');
-    await relay.close();
   });
 
+  // undici runs the first-byte and idle timeouts on its coarse timers (about 1 s granularity), so
+  // a 100 ms timeout fires after up to a second: the upstreams below stay silent until the relay
+  // gives up on them, never for a fixed time the timeout might outlast.
   it('answers 504 upstream_timeout when the first byte takes too long', async () => {
-    const { app, relay } = makeApp({ firstByteTimeoutMs: 100 });
-    mock.enqueue({ delayBeforeHeadersMs: 2_000 });
+    const { app } = makeApp({ firstByteTimeoutMs: 100 });
+    mock.enqueue({ delayBeforeHeadersMs: 60_000 });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(504);
     expect(res.body.error.code).toBe('upstream_timeout');
-    await relay.close();
+    const [record] = await mock.waitForSettled(1);
+    expect(record!.aborted).toBe(true);
   });
 
   it('answers 504 when the stream goes idle before its first event', async () => {
-    const { app, relay } = makeApp({ idleTimeoutMs: 150 });
-    mock.enqueue({ chunks: 3, chunkDelayMs: 1_000 });
+    const { app } = makeApp({ idleTimeoutMs: 150 });
+    mock.enqueue({ chunks: 3, stallAfterChunks: 0 }); // headers, then silence until the relay leaves
     const res = await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true }));
     expect(res.status).toBe(504);
     expect(res.body.error.code).toBe('upstream_timeout');
-    await relay.close();
+    const [record] = await mock.waitForSettled(1);
+    expect(record!.aborted).toBe(true);
   });
 
   it('ends with an SSE error frame when the stream goes idle after it started', async () => {
-    const { app, relay } = makeApp({ idleTimeoutMs: 150 });
-    mock.enqueue({ chunks: 3, stallAfterChunks: 1, stallMs: 1_000 });
+    const { app } = makeApp({ idleTimeoutMs: 150 });
+    mock.enqueue({ chunks: 3, stallAfterChunks: 1 }); // one chunk, then silence until the relay leaves
     const res = await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true }));
@@ -249,11 +223,12 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(events[0]!.data).toContain('chat.completion.chunk');
     expect(events.at(-1)!.event).toBe('error');
     expect(JSON.parse(events.at(-1)!.data).error.code).toBe('upstream_timeout');
-    await relay.close();
+    const [record] = await mock.waitForSettled(1);
+    expect(record!.aborted).toBe(true);
   });
 
   it('never ends a truncated stream cleanly: no [DONE] means an error frame', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 3, omitDone: true });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -262,11 +237,10 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(events.at(-1)!.event).toBe('error');
     expect(JSON.parse(events.at(-1)!.data).error.code).toBe('upstream_stream_truncated');
     expect(contexts[0]!.errorCode).toBe('upstream_stream_truncated');
-    await relay.close();
   });
 
   it('ends with an SSE error frame when the upstream resets mid-stream', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 5, resetAfterChunks: 2 });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -274,20 +248,18 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     const events = sseEvents(res.text);
     expect(events.filter((e) => e.data.includes('chat.completion.chunk')).length).toBe(2);
     expect(events.at(-1)!.event).toBe('error');
-    await relay.close();
   });
 
   it('answers 502 upstream_unreachable when the upstream resets before headers', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ resetBeforeHeaders: true });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('upstream_unreachable');
-    await relay.close();
   });
 
   it('turns an upstream error frame mid-stream into a normalized error frame and stops', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 5, errorFrameAfterChunks: 2 });
     const res = await request(app)
       .post('/v1/chat/completions')
@@ -296,67 +268,51 @@ describe.each(expressVersions)('streamRelay on %s', (_label, express) => {
     expect(events.at(-1)!.event).toBe('error');
     expect(JSON.parse(events.at(-1)!.data)).toHaveProperty('error.code');
     expect(events.some((e) => e.data === '[DONE]')).toBe(false);
-    await relay.close();
   });
 
   it('answers an error frame that opens the stream with a plain HTTP error', async () => {
-    const { app, relay } = makeApp();
+    const { app } = makeApp();
     mock.enqueue({ chunks: 3, errorFrameAfterChunks: 0 });
     const res = await request(app)
       .post('/v1/chat/completions')
       .send(chat({ stream: true }));
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('upstream_error');
-    await relay.close();
   });
 
   it('refuses a JSON answer above maxResponseBytes with 502', async () => {
-    const { app, relay } = makeApp({ maxResponseBytes: 200 });
+    const { app } = makeApp({ maxResponseBytes: 200 });
     mock.enqueue({ body: { id: 'x', padding: 'y'.repeat(1000) } });
     const res = await request(app).post('/v1/chat/completions').send(chat());
     expect(res.status).toBe(502);
     expect(res.body.error.code).toBe('upstream_response_too_large');
-    await relay.close();
   });
 
   it('aborts the upstream at once when the client disconnects mid-stream', async () => {
-    await waitFor(() => mock.openConnections() === 0);
-    const baseline = sockets();
-    const { app, relay } = makeApp();
-    mock.enqueue({ chunks: 50, chunkDelayMs: 20 });
-    const server = http.createServer(app).listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
-    const { port } = server.address() as AddressInfo;
-    const settled = mock.waitForSettled(1);
-    await new Promise<void>((resolve, reject) => {
-      const clientReq = http.request(
-        {
-          port,
-          host: '127.0.0.1',
-          method: 'POST',
-          path: '/v1/chat/completions',
-          headers: { 'content-type': 'application/json' },
-        },
-        (res) => {
-          res.once('data', () => {
-            clientReq.destroy();
-            resolve();
-          });
-        },
-      );
-      clientReq.on('error', () => undefined);
-      clientReq.end(JSON.stringify(chat({ stream: true })));
-      setTimeout(() => reject(new Error('no data')), 5_000).unref();
-    });
-    const [record] = await settled;
-    expect(record!.aborted).toBe(true);
-    expect(record!.completed).toBe(false);
-    await relay.close();
-    await new Promise((resolve) => server.close(resolve));
-    expect(contexts[0]!.errorCode).toBe('client_closed');
-    // The relay's upstream socket is gone, not parked: the mock sees no connection left.
-    await waitFor(() => mock.openConnections() === 0);
-    expect(sockets()).toBeLessThanOrEqual(baseline);
+    const sockets = watchResources(['TCPWRAP']);
+    try {
+      const { app, relay } = makeApp();
+      mock.enqueue({ chunks: 50, chunkDelayMs: 20 });
+      const server = await listen(app);
+      const settled = mock.waitForSettled(1);
+      await postAndLeave(server.port, chat({ stream: true }));
+      // The upstream saw the abort before its stream ended (50 chunks take a second at least).
+      const [record] = await settled;
+      expect(record!.aborted).toBe(true);
+      expect(record!.completed).toBe(false);
+      await relay.close();
+      await server.close();
+      expect(contexts[0]!.errorCode).toBe('client_closed');
+      // The relay's upstream socket is gone, not parked: the mock sees no connection left, and no
+      // socket this test opened (client, relay, upstream ends) is still open.
+      await waitFor(() => mock.openConnections() === 0, { what: 'the upstream connection to close' });
+      await waitFor(() => sockets.live('TCPWRAP') === 0, {
+        what: 'every socket of the test to close',
+        detail: sockets.describe,
+      });
+    } finally {
+      sockets.stop();
+    }
   });
 
   it('throws a TypeError naming a bad option', () => {

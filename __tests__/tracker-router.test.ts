@@ -3,7 +3,6 @@
 import { describe, expect, it, jest } from '@jest/globals';
 import http from 'node:http';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import type { Logger } from '../lib/log.js';
 import type { RequestRecord } from '../lib/tracking/record.js';
@@ -14,6 +13,7 @@ import {
   type TrackerRouterOptions,
 } from '../lib/tracking/tracker-router.js';
 import { expressVersions } from './support/express-versions.js';
+import { listen, waitFor } from './support/http.js';
 
 type ExpressFactory = (typeof expressVersions)[number][1];
 
@@ -53,17 +53,6 @@ function setup(express: ExpressFactory, options: TrackerRouterOptions = {}) {
   app.use(tracker.middleware());
   app.use('/llmux', router);
   return { app, tracker, router };
-}
-
-async function listen(app: http.RequestListener) {
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const close = async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  };
-  return { port, close };
 }
 
 interface SseClient {
@@ -124,15 +113,6 @@ function nonReadingClient(port: number): net.Socket {
   socket.on('error', () => undefined);
   socket.write('GET /llmux/live HTTP/1.1\r\nHost: localhost\r\n\r\n');
   return socket;
-}
-
-/** Turns of the event loop until `condition` holds (no sleeping: bounded by turns). */
-async function waitFor(condition: () => boolean, turns = 200_000): Promise<void> {
-  for (let i = 0; i < turns; i++) {
-    if (condition()) return;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-  throw new Error('condition never held');
 }
 
 /** The data of every `event: <name>` frame so far, parsed. */
@@ -216,7 +196,7 @@ describe.each(expressVersions)('trackerRouter JSON routes on %s', (_label, expre
     await request(app).get('/v1/models').expect(200);
     await request(app).get('/llmux/stats').expect(200);
     await request(app).get('/llmux/recent').expect(200);
-    await waitFor(() => tracker.size >= 1);
+    await waitFor(() => tracker.size >= 1, { what: 'the request recorded' });
     await request(app).get('/llmux/stats').expect(200);
     expect(tracker.recent().map((r) => r.route)).toEqual(['/v1/models']);
   });
@@ -228,11 +208,13 @@ describe.each(expressVersions)('trackerRouter live feed on %s', (_label, express
     const server = await listen(app);
     try {
       const client = sseClient(server.port);
-      await waitFor(() => router.liveClients === 1 && client.text.includes('event: snapshot'));
+      await waitFor(() => router.liveClients === 1 && client.text.includes('event: snapshot'), {
+        what: 'the client connected with its snapshot',
+      });
       expect(client.status).toBe(200);
       tracker.record(makeRecord({ id: 'live-1' }));
       tracker.record(makeRecord({ id: 'live-2', status: 500 }));
-      await waitFor(() => occurrences(client.text, 'event: request') === 2);
+      await waitFor(() => occurrences(client.text, 'event: request') === 2, { what: 'two request events' });
       expect(eventsOf(client.text, 'request')).toMatchObject([
         { id: 'live-1', status: 200 },
         { id: 'live-2', status: 500 },
@@ -250,7 +232,7 @@ describe.each(expressVersions)('trackerRouter live feed on %s', (_label, express
     const slow = nonReadingClient(server.port);
     try {
       const fast = sseClient(server.port, { keepText: false });
-      await waitFor(() => router.liveClients === 2);
+      await waitFor(() => router.liveClients === 2, { what: 'two live clients' });
       const route = `/${'x'.repeat(8 * 1024)}`;
       let sent = 0;
       // The kernel's socket buffers take the first megabytes; then the slow client's backlog grows.
@@ -265,7 +247,9 @@ describe.each(expressVersions)('trackerRouter live feed on %s', (_label, express
         tracker.record(makeRecord({ route }));
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      await waitFor(() => fast.requestEvents === sent + 10);
+      await waitFor(() => fast.requestEvents === sent + 10, {
+        what: 'every request event at the fast client',
+      });
       expect(fast.closed).toBe(false);
       expect(router.droppedSlowClients).toBe(1);
     } finally {
@@ -281,9 +265,9 @@ describe.each(expressVersions)('trackerRouter live feed on %s', (_label, express
     try {
       sseClient(server.port);
       sseClient(server.port);
-      await waitFor(() => router.liveClients === 2);
+      await waitFor(() => router.liveClients === 2, { what: 'two live clients' });
       const third = sseClient(server.port);
-      await waitFor(() => third.ended);
+      await waitFor(() => third.ended, { what: 'the third client turned away' });
       expect(third.status).toBe(503);
       expect(JSON.parse(third.text)).toEqual({
         error: {
@@ -306,11 +290,13 @@ describe.each(expressVersions)('trackerRouter live feed on %s', (_label, express
     try {
       const leaving = sseClient(server.port);
       const staying = sseClient(server.port);
-      await waitFor(() => router.liveClients === 2);
+      await waitFor(() => router.liveClients === 2, { what: 'two live clients' });
       leaving.leave();
-      await waitFor(() => router.liveClients === 1);
+      await waitFor(() => router.liveClients === 1, { what: 'one live client' });
       tracker.record(makeRecord());
-      await waitFor(() => occurrences(staying.text, 'event: request') === 1);
+      await waitFor(() => occurrences(staying.text, 'event: request') === 1, {
+        what: 'the request event at the staying client',
+      });
       expect(router.droppedSlowClients).toBe(0);
     } finally {
       router.close();
@@ -336,32 +322,36 @@ describe('trackerRouter live feed timer', () => {
 
       const a = sseClient(server.port);
       const b = sseClient(server.port);
-      await waitFor(() => router!.liveClients === 2 && occurrences(b.text, 'event: snapshot') === 1);
+      await waitFor(() => router!.liveClients === 2 && occurrences(b.text, 'event: snapshot') === 1, {
+        what: 'two live clients, b with its snapshot',
+      });
       expect(jest.getTimerCount()).toBe(1);
 
       jest.advanceTimersByTime(15_000);
-      await waitFor(() => b.text.includes(': heartbeat') && occurrences(b.text, 'event: snapshot') === 4);
+      await waitFor(() => b.text.includes(': heartbeat') && occurrences(b.text, 'event: snapshot') === 4, {
+        what: 'a heartbeat and four snapshots at b',
+      });
       expect(occurrences(a.text, ': heartbeat')).toBe(1);
       expect(jest.getTimerCount()).toBe(1);
 
       a.leave();
-      await waitFor(() => router!.liveClients === 1);
+      await waitFor(() => router!.liveClients === 1, { what: 'one live client' });
       expect(jest.getTimerCount()).toBe(1);
       b.leave();
-      await waitFor(() => router!.liveClients === 0);
+      await waitFor(() => router!.liveClients === 0, { what: 'no live client' });
       expect(jest.getTimerCount()).toBe(0);
 
       const c = sseClient(server.port);
-      await waitFor(() => router!.liveClients === 1);
+      await waitFor(() => router!.liveClients === 1, { what: 'one live client' });
       expect(jest.getTimerCount()).toBe(1);
       router.close();
       router.close();
       expect(jest.getTimerCount()).toBe(0);
       expect(router.liveClients).toBe(0);
-      await waitFor(() => c.ended);
+      await waitFor(() => c.ended, { what: 'c ended' });
 
       const late = sseClient(server.port);
-      await waitFor(() => late.ended);
+      await waitFor(() => late.ended, { what: 'the late client ended' });
       expect(late.status).toBe(503);
       expect(JSON.parse(late.text).error.code).toBe('live_feed_closed');
       expect(jest.getTimerCount()).toBe(0);

@@ -1,11 +1,20 @@
 // RequestTracker: a bounded ring of recent requests, per-model rollups whose averages are weighted
 // over any window, percentiles within one histogram bucket, and a middleware recording once.
-import { describe, expect, it, jest } from '@jest/globals';
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import express5 from 'express';
 import fc from 'fast-check';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { getContext } from '../lib/context.js';
+import {
+  bodyLimit,
+  createMetrics,
+  retry,
+  streamRelay,
+  upstreamPool,
+  type LlmuxMetrics,
+  type StreamRelayOptions,
+} from '../lib/index.js';
 import { recovery } from '../lib/middleware/recovery.js';
 import { type Logger } from '../lib/log.js';
 import {
@@ -17,7 +26,9 @@ import type { RequestRecord } from '../lib/tracking/record.js';
 import { RingBuffer } from '../lib/tracking/ring-buffer.js';
 import { RequestTracker, type RequestTrackerOptions } from '../lib/tracking/tracker.js';
 import { STATS_WINDOWS, type StatsWindow } from '../lib/tracking/windows.js';
+import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
+import { chat, listen, postAndLeave } from './support/http.js';
 import { fuzzRuns } from './support/fuzz.js';
 
 const MINUTE_MS = 60_000;
@@ -383,6 +394,21 @@ describe('RequestTracker sink and listeners', () => {
       'tracker listener failed',
     ]);
   });
+
+  it('logs a failing sink without the credential its error quotes', () => {
+    const logged: string[] = [];
+    const tracker = new RequestTracker({
+      sink: {
+        write() {
+          throw new Error('export failed: Authorization: Bearer sk-exporter-secret-0123456789');
+        },
+      },
+      logger: { error: (message, fields) => logged.push(`${message} ${JSON.stringify(fields)}`) },
+    });
+    tracker.record(makeRecord());
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).not.toContain('sk-exporter-secret');
+  });
 });
 
 describe('RequestTracker options', () => {
@@ -460,13 +486,11 @@ describe.each(expressVersions)('RequestTracker middleware on %s', (_label, expre
 
   it('records a request once when the client leaves before an answer', async () => {
     const tracker = new RequestTracker({ logger: silentLogger });
-    const server = http.createServer(appWith(tracker));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port, close } = await listen(appWith(tracker));
     try {
       const arrived = new Promise<void>((resolve) => {
         hangArrived = resolve;
       });
-      const { port } = server.address() as AddressInfo;
       const req = http.get({ host: '127.0.0.1', port, path: '/hang', agent: false });
       req.on('error', () => undefined);
       await arrived;
@@ -477,8 +501,87 @@ describe.each(expressVersions)('RequestTracker middleware on %s', (_label, expre
       expect(tracker.recent(1)[0]).toMatchObject({ route: '/hang', status: 0 });
       expect(tracker.stats().errors).toBe(1);
     } finally {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      await close();
     }
+  });
+});
+
+describe('RequestTracker and metrics behind the relay', () => {
+  // Fresh mocks per test: a hedge or a stream one test leaves running cannot reach the next.
+  let a: MockUpstream;
+  let b: MockUpstream;
+  const cleanups: (() => Promise<unknown> | void)[] = [];
+  beforeEach(async () => {
+    [a, b] = await Promise.all([createMockUpstream(), createMockUpstream()]);
+  });
+  afterEach(async () => {
+    await Promise.all([a.close(), b.close()]);
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+  });
+
+  /** The relay behind metrics and the tracker, on its own relay that the test closes. */
+  function observed(options: StreamRelayOptions) {
+    const tracker = new RequestTracker({ logger: silentLogger });
+    const metrics = createMetrics();
+    const relay = streamRelay(options);
+    cleanups.push(
+      () => relay.close(),
+      () => metrics.close(),
+    );
+    const app = express5();
+    app.use(metrics.middleware());
+    app.use(tracker.middleware());
+    app.post('/v1/chat/completions', bodyLimit(), relay);
+    return { app, tracker, metrics };
+  }
+
+  const codesOf = async (metrics: LlmuxMetrics) =>
+    (await metrics.registry.getSingleMetric('llmux_requests_total')!.get()).values.map((v) => v.labels.code);
+
+  it('records a request that succeeded on a retry as a success, not as an error', async () => {
+    const { app, tracker, metrics } = observed({
+      upstream: upstreamPool({ upstreams: [{ url: `${a.url}/v1`, apiKey: 'sk-a', name: 'a' }] }),
+      retry: retry({ attempts: 2, baseDelayMs: 0, maxDelayMs: 0 }),
+    });
+    a.enqueue({ status: 503 });
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(200);
+    await Promise.all([tracker.whenRecorded(), metrics.whenRecorded()]);
+    expect(tracker.recent(1)[0]!.errorCode).toBeUndefined();
+    expect(tracker.stats().errors).toBe(0);
+    expect(await codesOf(metrics)).toEqual(['none']);
+  });
+
+  it('records a hedged request whose loser failed as a success when the winner answered', async () => {
+    const { app, tracker, metrics } = observed({
+      upstream: upstreamPool({
+        upstreams: [
+          { url: `${a.url}/v1`, apiKey: 'sk-a', name: 'a' },
+          { url: `${b.url}/v1`, apiKey: 'sk-b', name: 'b' },
+        ],
+      }),
+      hedge: { afterMs: 50 },
+    });
+    // a (picked first) resets at 150 ms; the hedge on b answers at 400 ms and wins.
+    a.enqueue({ delayBeforeHeadersMs: 150, resetBeforeHeaders: true });
+    b.enqueue({ delayBeforeHeadersMs: 400 });
+    const res = await request(app).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(200);
+    await Promise.all([tracker.whenRecorded(), metrics.whenRecorded()]);
+    expect(tracker.recent(1)[0]!.errorCode).toBeUndefined();
+  });
+
+  it('records a client that left mid-stream as client_closed in the tracker, as the metrics do', async () => {
+    const { app, tracker, metrics } = observed({
+      upstream: upstreamPool({ upstreams: [{ url: `${a.url}/v1`, apiKey: 'sk-a', name: 'a' }] }),
+    });
+    a.setBehaviour({ chunks: 100, chunkDelayMs: 20 });
+    const server = await listen(app);
+    cleanups.push(() => server.close());
+    await postAndLeave(server.port, chat({ stream: true }));
+    await Promise.all([tracker.whenRecorded(), metrics.whenRecorded()]);
+    expect(await codesOf(metrics)).toEqual(['client_closed']);
+    expect(tracker.recent(1)[0]!.errorCode).toBe('client_closed');
+    expect(tracker.stats().errors).toBe(1);
   });
 });

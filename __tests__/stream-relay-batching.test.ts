@@ -1,42 +1,15 @@
-// Regressions of the hot-path work: the one-layer preset must route as Express did (absolute-form
-// targets included), and the batched SSE relay must keep event order, retry rules and backpressure.
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+// The batched SSE relay: events that arrive in one upstream read are written together, yet keep
+// their order, the rule that a stream which reached the client is never retried, and backpressure
+// towards a slow client. The upstreams are raw node:http servers that cut the bytes exactly as a
+// test wants them.
+import { describe, expect, it } from '@jest/globals';
 import express from 'express';
 import http from 'node:http';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
-import { llmux } from '../lib/preset.js';
+import type net from 'node:net';
 import { bodyLimit } from '../lib/middleware/body-limit.js';
 import { streamRelay } from '../lib/middleware/stream-relay.js';
 import { retry } from '../lib/retry/policy.js';
-import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
-
-const chat = (extra: Record<string, unknown> = {}) => ({
-  model: 'gpt-4o-mini',
-  messages: [{ role: 'user', content: 'hi' }],
-  ...extra,
-});
-
-interface Listening {
-  port: number;
-  url: string;
-  close(): Promise<void>;
-}
-
-async function listen(handler: http.RequestListener): Promise<Listening> {
-  const server = http.createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    port,
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
+import { chat, listen, sseEvents, waitFor, type Listening, type SseEvent } from './support/http.js';
 
 /** A raw SSE upstream: `script` writes the body bytes exactly as the test wants them cut. */
 async function rawUpstream(
@@ -56,7 +29,6 @@ async function rawUpstream(
   return { ...server, requests: () => requests };
 }
 
-/** A stream relay behind bodyLimit, retrying up to 3 times with almost no backoff. */
 /** One streamed request through a fresh relay in front of `upstream`; everything closed after. */
 async function streamOnce(upstream: Listening): Promise<Received> {
   const app = await relayApp(upstream.url);
@@ -69,6 +41,7 @@ async function streamOnce(upstream: Listening): Promise<Received> {
   }
 }
 
+/** A stream relay behind bodyLimit, retrying up to 3 times with almost no backoff. */
 async function relayApp(
   upstreamUrl: string,
   before?: express.RequestHandler,
@@ -120,80 +93,10 @@ function postStream(
   });
 }
 
-interface SseEvent {
-  event: string;
-  data: string;
-}
-
-/** The events a WHATWG EventSource would dispatch (LF, CRLF and CR line endings). */
-function parseSse(text: string): SseEvent[] {
-  const events: SseEvent[] = [];
-  let data: string[] = [];
-  let event = '';
-  for (const line of text.split(/\r\n|\r|\n/)) {
-    if (line === '') {
-      if (data.length > 0) events.push({ event: event || 'message', data: data.join('\n') });
-      data = [];
-      event = '';
-      continue;
-    }
-    if (line.startsWith(':')) continue;
-    const colon = line.indexOf(':');
-    const name = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    if (name === 'data') data.push(value);
-    else if (name === 'event') event = value;
-  }
-  return events;
-}
-
 const chunkFrame = (content: string) =>
   `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] })}\n\n`;
 const contentOf = (e: SseEvent) =>
   (JSON.parse(e.data) as { choices: { delta: { content: string } }[] }).choices[0]!.delta.content;
-
-async function waitFor(condition: () => boolean, ms = 2000): Promise<boolean> {
-  for (let i = 0; i < ms / 5 && !condition(); i++) await new Promise((r) => setTimeout(r, 5));
-  return condition();
-}
-
-describe('preset: one router layer', () => {
-  let mock: MockUpstream;
-  beforeAll(async () => {
-    mock = await createMockUpstream();
-  });
-  afterAll(async () => {
-    await mock.close();
-  });
-
-  // REGRESSION: chainFor() matches the raw req.url, while Express matches parseurl(req).pathname.
-  // A request in absolute form (RFC 9112 3.2.2: a server MUST accept it; clients sending through
-  // an HTTP proxy setting use it) was relayed at f2591c4; now it falls through to the host (404).
-  it('relays a request whose target is in absolute form, as Express routing did', async () => {
-    const gateway = llmux({ upstream: `${mock.url}/v1`, auth: false });
-    const app = express();
-    app.use(gateway);
-    const server = await listen(app);
-    const body = JSON.stringify(chat());
-    const raw = await new Promise<string>((resolve, reject) => {
-      const socket = net.connect(server.port, '127.0.0.1');
-      let out = '';
-      socket.on('data', (d: Buffer) => (out += d.toString('utf8')));
-      socket.on('error', reject);
-      socket.on('close', () => resolve(out));
-      socket.write(
-        `POST ${server.url}/v1/chat/completions?x=1 HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n` +
-          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-          `Connection: close\r\n\r\n${body}`,
-      );
-    });
-    await gateway.close();
-    await server.close();
-    expect(raw.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
-    expect(mock.requests.at(-1)?.path).toBe('/v1/chat/completions?x=1');
-  });
-});
 
 describe('SSE relay: batched writes keep order, backpressure and the retry rule', () => {
   it('relays the events that came in one read with an error frame before that frame, and does not retry', async () => {
@@ -207,7 +110,7 @@ describe('SSE relay: batched writes keep order, backpressure and the retry rule'
     });
     const got = await streamOnce(upstream);
     expect(got.status).toBe(200);
-    const events = parseSse(got.text);
+    const events = sseEvents(got.text);
     expect(events.slice(0, 3).map(contentOf)).toEqual(['a', 'b', 'c']);
     expect(events).toHaveLength(4);
     expect(events[3]!.event).toBe('error');
@@ -244,7 +147,7 @@ describe('SSE relay: batched writes keep order, backpressure and the retry rule'
       const upstream = await rawUpstream((res, socket) => script(res, socket));
       const got = await streamOnce(upstream);
       expect([label, got.status]).toEqual([label, 200]);
-      const events = parseSse(got.text);
+      const events = sseEvents(got.text);
       expect([label, events.slice(0, -1).map(contentOf)]).toEqual([label, ['a', 'b', 'c']]);
       expect([label, events.at(-1)!.event, events.at(-1)!.data]).toEqual([
         label,
@@ -262,7 +165,7 @@ describe('SSE relay: batched writes keep order, backpressure and the retry rule'
     });
     const got = await streamOnce(upstream);
     expect(got.status).toBe(200);
-    const events = parseSse(got.text);
+    const events = sseEvents(got.text);
     expect(events.map((e) => e.data)).toEqual([expect.stringContaining('"ok"'), '[DONE]']);
     expect(upstream.requests()).toBe(2);
   });
@@ -300,7 +203,7 @@ describe('SSE relay: batched writes keep order, backpressure and the retry rule'
         const got = await streamOnce(upstream);
         expect([JSON.stringify(eol), byteByByte, got.status]).toEqual([JSON.stringify(eol), byteByByte, 200]);
         expect(got.text).not.toContain('usage');
-        expect(parseSse(got.text)).toEqual(expected);
+        expect(sseEvents(got.text)).toEqual(expected);
       }
     }
   });
@@ -332,22 +235,28 @@ describe('SSE relay: batched writes keep order, backpressure and the retry rule'
       next();
     });
     let writtenWhilePaused = 0;
-    let upstreamWasHeldBack = false;
-    const got = await postStream(app.port, async (res) => {
-      res.pause();
-      // The client reads nothing until the upstream is held back by the relay's pause.
-      upstreamWasHeldBack = await waitFor(() => blocked, 2000);
-      writtenWhilePaused = written;
-      res.resume();
-    });
-    await app.closeRelay();
-    await app.close();
-    await upstream.close();
-    expect(upstreamWasHeldBack).toBe(true);
+    let heldBack: Promise<void> | undefined;
+    let got: Received;
+    try {
+      got = await postStream(app.port, (res) => {
+        res.pause();
+        // The client reads nothing until the upstream is held back by the relay's pause.
+        heldBack = waitFor(() => blocked, { what: 'the upstream to be held back by the relay' })
+          .then(() => {
+            writtenWhilePaused = written;
+          })
+          .finally(() => res.resume());
+      });
+      await heldBack;
+    } finally {
+      await app.closeRelay();
+      await app.close();
+      await upstream.close();
+    }
     expect(writtenWhilePaused).toBeLessThan(COUNT);
     expect(maxBuffered).toBeLessThan(1_048_576);
     expect(got.status).toBe(200);
-    const events = parseSse(got.text);
+    const events = sseEvents(got.text);
     expect(events).toHaveLength(COUNT + 1);
     const order = events.slice(0, COUNT).map((e) => Number(contentOf(e).split(':')[0]));
     expect(order).toEqual(Array.from({ length: COUNT }, (_, i) => i));
