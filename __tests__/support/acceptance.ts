@@ -14,6 +14,7 @@ import {
   RequestTracker,
   shutdown,
   type KeyAuthOptions,
+  type LlmuxOptions,
   type LlmuxRouter,
   type ModelPrice,
 } from '../../lib/index.js';
@@ -93,12 +94,26 @@ export async function startGateway(): Promise<Running> {
   });
 }
 
-/** A small app: the `llmux()` preset with these `auth` options over a memory store, and `/admin`. */
-export async function startPreset(auth: Omit<KeyAuthOptions, 'store' | 'keys'> = {}): Promise<Running> {
+/** What a small preset app is built with. */
+export interface PresetSetup {
+  /** `keyAuth` options but the store, which is a fresh `MemoryKeyStore`. */
+  auth?: Omit<KeyAuthOptions, 'store' | 'keys'>;
+  gate?: LlmuxOptions['gate'];
+  relay?: LlmuxOptions['relay'];
+}
+
+/** A small app: the `llmux()` preset over a memory store and a mock of its own, and `/admin`. */
+export async function startPreset(setup: PresetSetup = {}): Promise<Running> {
   const mock = await createMockUpstream();
   const store = new MemoryKeyStore();
   const tracker = new RequestTracker({ capacity: 1000 });
-  const router = llmux({ upstream: `${mock.url}/v1`, auth: { ...auth, store }, tracker });
+  const router = llmux({
+    upstream: `${mock.url}/v1`,
+    auth: { ...setup.auth, store },
+    gate: setup.gate,
+    relay: setup.relay,
+    tracker,
+  });
   const app = express();
   app.use('/admin', managementRouter({ store, adminKey: ADMIN_KEY }));
   app.use(router);
