@@ -101,6 +101,18 @@ describe('stored responses', () => {
     expect(await settledSpend()).toBe(before);
   });
 
+  it('counts input tokens for free, even for a key whose budget is spent', async () => {
+    const poor = await gw.createKey({ name: 'counting', budgetUsd: 0.000001 });
+    const poorClient = new OpenAI({ apiKey: poor.key, baseURL: gw.v1, maxRetries: 0 });
+    // The mock does not serve this route: the answer is scripted as OpenAI sends it.
+    gw.mock.enqueue({ body: { object: 'response.input_tokens', input_tokens: 10 } });
+    const count = await poorClient.responses.inputTokens.count({ model: 'gpt-4o-mini', input: PROMPT });
+    expect(count).toEqual({ object: 'response.input_tokens', input_tokens: 10 });
+    expect(gw.mock.requests.at(-1)!.path).toBe('/v1/responses/input_tokens');
+    await gw.settled();
+    expect(await gw.spendOf(poor.id)).toBe(0);
+  });
+
   it('deletes a response, and then cannot retrieve it', async () => {
     const created = await client.responses.create({ model: 'gpt-4o-mini', input: PROMPT });
     const before = await settledSpend();
