@@ -194,7 +194,7 @@ describe('one budget under 200 parallel mixed requests', () => {
 
   it('never lets the settled spend pass the budget', async () => {
     gw.mock.setBehaviour(behaviourOf);
-    // About a third of what all 200 would cost if every one were admitted at its reservation.
+    // About a third of what all 200 cost when every one is served (about $0.0108), so most are refused.
     const BUDGET = 0.004;
     const key = await gw.createKey({ name: 'parallel', budgetUsd: BUDGET });
     const client = sdk(gw, key.key);
