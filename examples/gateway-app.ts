@@ -21,9 +21,10 @@ import {
   upstreamPool,
   type Closable,
   type KeyStore,
+  type LlmuxRouter,
 } from '../lib/index.js';
 import type { RedisKeyStore } from '../lib/redis.js';
-import { createMockUpstream } from '../lib/testing/index.js';
+import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 
 /** What the example reads from its environment. */
 export interface GatewayConfig {
@@ -51,6 +52,12 @@ export interface Gateway {
   beforeDrain: Closable[];
   closables: Closable[];
   upstreamLabel: string;
+  /** The mounted preset: its `pieces.auth.whenSettled()` tells when every bill reached the store. */
+  router: LlmuxRouter;
+  /** The request tracker: `whenRecorded()` tells when every request so far has settled. */
+  tracker: RequestTracker;
+  /** The built-in mock upstream, when no `upstreamUrl` was given (tests script its answers). */
+  mock: MockUpstream | undefined;
 }
 
 /**
@@ -83,11 +90,12 @@ export async function buildGateway(config: GatewayConfig): Promise<Gateway> {
   const closables: Closable[] = [];
   let url: string;
   let keys: (string | undefined)[];
+  let mock: MockUpstream | undefined;
   if (config.upstreamUrl) {
     url = config.upstreamUrl;
     keys = config.upstreamKeys.length > 0 ? config.upstreamKeys : [undefined];
   } else {
-    const mock = await createMockUpstream();
+    mock = await createMockUpstream();
     if (config.mockChunkDelayMs) mock.setBehaviour({ chunks: 12, chunkDelayMs: config.mockChunkDelayMs });
     closables.push(mock);
     url = `${mock.url}/v1`;
@@ -147,6 +155,9 @@ export async function buildGateway(config: GatewayConfig): Promise<Gateway> {
     beforeDrain: [dashboard],
     closables,
     upstreamLabel: config.upstreamUrl ?? 'the built-in mock upstream',
+    router: gateway,
+    tracker,
+    mock,
   };
 }
 

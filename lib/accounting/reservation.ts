@@ -60,8 +60,8 @@ function generates(ctx: RequestContext, body: Record<string, unknown>): boolean 
 /**
  * What to bill a request that ended: the usage the upstream reported; for an answer that will not
  * carry it (a background response), the whole reservation; for a stream that ended without it
- * (the client left, the upstream cut it), the prompt estimate plus the chunks relayed; nothing
- * when no byte of an answer reached the client.
+ * (the client left, the upstream cut it), the prompt estimate plus the chunks relayed, at most the
+ * output reserved; nothing when no byte of an answer reached the client.
  */
 export function billOf(ctx: RequestContext, reservation: Reservation, status: number): Usage {
   if (ctx.usage !== undefined) return ctx.usage;
@@ -72,7 +72,12 @@ export function billOf(ctx: RequestContext, reservation: Reservation, status: nu
     });
   }
   if (ctx.firstByteAt !== undefined && ctx.stream) {
-    return usageOf(reservation.promptTokens, ctx.streamedChunks, {
+    // Frames are not tokens (OpenAI's role-only first chunk, its empty finish chunk): no answer
+    // holds more output than its cap, so the count never bills past what was reserved. A route
+    // llmux does not know reserved no output: its count stands, never a silent zero.
+    const reserved = reservation.outputTokens;
+    const output = reserved > 0 ? Math.min(ctx.streamedChunks, reserved) : ctx.streamedChunks;
+    return usageOf(reservation.promptTokens, output, {
       audioPromptTokens: reservation.audioPromptTokens,
     });
   }
