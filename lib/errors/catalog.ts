@@ -75,6 +75,13 @@ export const ERROR_CATALOG = Object.freeze({
     retryable: false,
     when: 'the model has no price (catalog or host table) and `onUnpricedModel` is `refuse`, the default (`param: "model"`)',
   },
+  model_not_found: {
+    status: 404,
+    type: 'invalid_request_error',
+    message: 'the model is not served here',
+    retryable: false,
+    when: 'a model router has no group for the model the request names (`param: "model"`)',
+  },
   model_not_allowed: {
     status: 403,
     type: 'permission_error',
@@ -137,6 +144,20 @@ export const ERROR_CATALOG = Object.freeze({
     message: 'request body exceeds the limit',
     retryable: false,
     when: 'body above `maxBytes`',
+  },
+  request_too_large: {
+    status: 413,
+    type: 'invalid_request_error',
+    message: 'the request is larger than the upstream accepts',
+    retryable: false,
+    when: "the upstream refused the request as too large for its limits (OpenAI's 429 \"Request too large\", Anthropic's 413): the request's fault, so no upstream is cooled and no other is tried",
+  },
+  context_length_exceeded: {
+    status: 400,
+    type: 'invalid_request_error',
+    message: "the prompt is longer than the model's context window",
+    retryable: false,
+    when: "the upstream said the prompt does not fit the model's context (a group's `fallbacks` may serve it with a larger model)",
   },
   unsupported_media_type: {
     status: 415,

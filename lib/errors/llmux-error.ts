@@ -234,6 +234,20 @@ export function sendError(res: ServerResponse, err: LlmuxError): void {
   res.end(body);
 }
 
+/** `error` with `headers` added to its own (a copy; the original is left as it is). */
+export function withHeaders(error: LlmuxError, headers: Record<string, string>): LlmuxError {
+  return new LlmuxError(error.message, {
+    status: error.status,
+    type: error.type,
+    code: error.code,
+    param: error.param,
+    retryAfterSeconds: error.retryAfterSeconds ?? null,
+    headers: { ...headers, ...error.headers },
+    shouldRetry: error.shouldRetry,
+    cause: error.cause,
+  });
+}
+
 /** An SSE frame carrying `err` in the OpenAI shape, for responses whose stream already started. */
 export function sseErrorFrame(err: LlmuxError): string {
   return OPENAI_ERROR_SHAPE.errorFrame(err);

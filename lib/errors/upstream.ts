@@ -4,8 +4,10 @@ import { redactSecrets } from '../redact.js';
 import { errors, LlmuxError, llmuxError } from './llmux-error.js';
 
 /**
- * What kind of failure an upstream attempt was. `cancelled` means the relay stopped the attempt
- * itself (the client left, or a hedge won): not the upstream's fault.
+ * What kind of failure an upstream attempt was. `invalid_request` is the request's own fault (a
+ * model the relay's project cannot use, a prompt too long or too large): it says nothing of the
+ * upstream's health. `auth` is the relay's key refused (401). `cancelled` means the relay stopped
+ * the attempt itself (the client left, or a hedge won): not the upstream's fault either.
  */
 export type UpstreamErrorCategory =
   'invalid_request' | 'auth' | 'rate_limit' | 'server' | 'timeout' | 'decode' | 'network' | 'cancelled';
@@ -24,8 +26,10 @@ export interface DecodedUpstreamError {
 /**
  * Reads an upstream error body (whatever its status) into a category and the error the client
  * sees. An empty or unparsable body is a decode error that keeps the upstream status in the
- * message, never a success. Upstream auth failures become 502: the client's key was fine, ours
- * was not. Messages are passed through with secrets redacted.
+ * message, never a success. A 401 becomes 502: the client's key was fine, ours was not. What the
+ * request caused is the client's to see (a 403/404 for a model the relay's project cannot use, a
+ * prompt over the context window, a request over the upstream's per-request limit). Messages are
+ * passed through with secrets redacted.
  */
 export function decodeUpstreamError(
   status: number,
@@ -34,6 +38,7 @@ export function decodeUpstreamError(
 ): DecodedUpstreamError {
   const parsed = parseErrorObject(body);
   if (parsed === undefined) {
+    if (status === 413) return { ...tooLarge(`upstream answered ${status}`), status };
     return {
       category: status === 429 ? 'rate_limit' : 'decode',
       error: errors.upstreamDecode(status),
@@ -89,6 +94,7 @@ function statusFromError(e: ParsedUpstreamError): number {
   if (hint.includes('rate_limit') || hint.includes('insufficient_quota')) return 429;
   if (hint.includes('authentication') || hint.includes('invalid_api_key')) return 401;
   if (hint.includes('permission')) return 403;
+  if (hint.includes('request_too_large')) return 413;
   if (hint.includes('invalid_request') || hint.includes('context_length')) return 400;
   if (hint.includes('overloaded')) return 529;
   return 502;
@@ -108,7 +114,7 @@ function classify(
   retryAfterSeconds: number | undefined,
 ): Omit<DecodedUpstreamError, 'status'> {
   const message = redactSecrets(e.message);
-  if (status === 401 || status === 403) {
+  if (status === 401) {
     return {
       category: 'auth',
       error: llmuxError('upstream_auth_error', {
@@ -116,11 +122,18 @@ function classify(
       }),
     };
   }
+  if (status === 413 || (status === 429 && isRequestTooLarge(e))) return tooLarge(message);
   if (status === 429) {
     const code = e.code === 'insufficient_quota' ? 'upstream_insufficient_quota' : 'rate_limited';
     return {
       category: 'rate_limit',
       error: llmuxError(code, { message, retryAfterSeconds: retryAfterSeconds ?? 1 }),
+    };
+  }
+  if (status === 400 && isContextExceeded(e)) {
+    return {
+      category: 'invalid_request',
+      error: llmuxError('context_length_exceeded', { message, param: e.param ?? 'messages' }),
     };
   }
   if (status === 529 || e.type === 'overloaded_error') {
@@ -133,8 +146,9 @@ function classify(
     };
   }
   if (status >= 400 && status < 500) {
-    // The upstream refused the request itself: the client sees the upstream's own status, type
-    // and code (OpenAI SDKs map them to their error classes), the message redacted.
+    // The upstream refused the request itself (a 403/404 for a model the relay's project cannot
+    // use among them): the client sees the upstream's own status, type and code (OpenAI SDKs map
+    // them to their error classes), the message redacted.
     return {
       category: 'invalid_request',
       error: new LlmuxError(message, {
@@ -149,4 +163,22 @@ function classify(
     category: 'server',
     error: llmuxError('upstream_error', { message }),
   };
+}
+
+function tooLarge(message: string): Omit<DecodedUpstreamError, 'status'> {
+  return { category: 'invalid_request', error: llmuxError('request_too_large', { message }) };
+}
+
+/** OpenAI's "Request too large for gpt-4o … Limit 30000, Requested 50000": no wait can help. */
+function isRequestTooLarge(e: ParsedUpstreamError): boolean {
+  if (e.code === 'request_too_large' || e.type === 'request_too_large') return true;
+  if (/request too large/i.test(e.message)) return true;
+  const asked = /Limit (\d+), Requested (\d+)/.exec(e.message);
+  return asked !== null && Number(asked[2]) > Number(asked[1]);
+}
+
+/** OpenAI's `context_length_exceeded`, Anthropic's "prompt is too long", and their kin. */
+function isContextExceeded(e: ParsedUpstreamError): boolean {
+  if (e.code === 'context_length_exceeded') return true;
+  return /context length|context window|prompt is too long|input is too long/i.test(e.message);
 }

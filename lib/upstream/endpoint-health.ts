@@ -2,7 +2,7 @@
 // state machine driven by attempt outcomes. Time is passed in by the pool; nothing here sets a timer.
 import { msUntilNextUtcMidnight } from '../keys/utc.js';
 import type { AttemptOutcome, UpstreamEndpoint } from './source.js';
-import type { StrategyCandidate } from './strategies.js';
+import { LATENCY_STALE_MS, type StrategyCandidate } from './strategies.js';
 
 /** Where an endpoint stands, as shown by `UpstreamPool.status()`. */
 export type UpstreamState = 'healthy' | 'cooling' | 'half-open' | 'disabled';
@@ -13,6 +13,7 @@ export interface ResolvedCooldown {
   readonly baseMs: number;
   readonly maxMs: number;
   readonly failureThreshold: number;
+  readonly nearLimitShare: number;
 }
 
 /**
@@ -35,6 +36,10 @@ export interface SharedUpstreamState {
 
 /** How long the pool suggests waiting when only in-flight limits or a probe block an endpoint. */
 const BUSY_RETRY_MS = 1_000;
+/** Weight of a new sample in the latency average: about the last five answers count. */
+const LATENCY_WEIGHT = 0.3;
+/** How long an endpoint near its limit is spared when its upstream gave no reset time. */
+const NEAR_LIMIT_UNKNOWN_RESET_MS = 1_000;
 
 /**
  * Mutable health of one endpoint, owned by one pool. The pool reads the clock once per call and
@@ -45,6 +50,12 @@ export class UpstreamHealth implements StrategyCandidate {
   inFlight = 0;
   lastPickSeq = 0;
   consecutiveFailures = 0;
+  /** Moving average of the time to first byte, ms; 0 until the first answer. */
+  latencyMs = 0;
+  /** When the last latency sample came, epoch ms. */
+  latencyAtMs = 0;
+  /** Until when the upstream's rate limit is nearly spent (epoch ms); 0 when it is not. */
+  private nearLimitUntilMs = 0;
   /** Failure trips since the last success; the next trip cools for `baseMs * 2^trips`. */
   private trips = 0;
   private cooldownUntilMs = 0;
@@ -92,6 +103,11 @@ export class UpstreamHealth implements StrategyCandidate {
     return day === this.countDay ? this.countOnDay : 0;
   }
 
+  /** True while the upstream last reported a rate-limit window nearly spent and it has not reset. */
+  isNearLimit(nowMs: number): boolean {
+    return nowMs < this.nearLimitUntilMs;
+  }
+
   /** True when an attempt may start now. */
   canServe(nowMs: number, day: number): boolean {
     return (
@@ -133,6 +149,7 @@ export class UpstreamHealth implements StrategyCandidate {
   recordRelease(outcome: AttemptOutcome, nowMs: number, cooldown: ResolvedCooldown): boolean {
     if (this.inFlight === 0) return false;
     this.inFlight--;
+    this.learn(outcome, nowMs, cooldown.nearLimitShare);
     const cooling = nowMs < this.cooldownUntilMs;
     if (outcome.ok) {
       this.consecutiveFailures = 0;
@@ -146,11 +163,14 @@ export class UpstreamHealth implements StrategyCandidate {
     }
     switch (outcome.category) {
       case 'auth':
+        // Only a 401: the relay's key itself was refused. Nothing a request carries causes it.
         this.disabled = true;
         this.probing = false;
         return true;
       case 'rate_limit': {
-        const waitMs = Math.min(outcome.retryAfterMs ?? cooldown.rateLimitMs, cooldown.maxMs);
+        // As long as the upstream says: its Retry-After, else the reset of its spent window.
+        const hintMs = outcome.retryAfterMs ?? outcome.limits?.resetMs;
+        const waitMs = Math.min(hintMs ?? cooldown.rateLimitMs, cooldown.maxMs);
         this.cooldownUntilMs = Math.max(this.cooldownUntilMs, nowMs + waitMs);
         // A half-open endpoint stays half-open: the next probe goes after the wait.
         this.probing = false;
@@ -178,6 +198,7 @@ export class UpstreamHealth implements StrategyCandidate {
   /** An operator's reset: the endpoint is healthy again, whatever it was. */
   enable(): void {
     this.disabled = false;
+    this.nearLimitUntilMs = 0;
     this.cooldownUntilMs = 0;
     this.halfOpen = false;
     this.probing = false;
@@ -218,6 +239,22 @@ export class UpstreamHealth implements StrategyCandidate {
     } else if (!(day < this.countDay)) {
       this.countDay = day;
       this.countOnDay = count;
+    }
+  }
+
+  /** What the answer's headers said: its latency, and how much of the upstream's limit is left. */
+  private learn(outcome: AttemptOutcome, nowMs: number, nearLimitShare: number): void {
+    const latencyMs = outcome.latencyMs;
+    if (latencyMs !== undefined) {
+      // A figure older than the strategy trusts is replaced, not averaged with.
+      const fresh = this.latencyMs !== 0 && nowMs - this.latencyAtMs <= LATENCY_STALE_MS;
+      this.latencyMs = fresh ? this.latencyMs + LATENCY_WEIGHT * (latencyMs - this.latencyMs) : latencyMs;
+      this.latencyAtMs = nowMs;
+    }
+    const limits = outcome.limits;
+    if (limits !== undefined) {
+      this.nearLimitUntilMs =
+        limits.headroom < nearLimitShare ? nowMs + (limits.resetMs ?? NEAR_LIMIT_UNKNOWN_RESET_MS) : 0;
     }
   }
 
