@@ -1,5 +1,6 @@
 // The per-request context: the one object llmux middlewares share (on `res.locals.llmux`).
 // Middlewares never talk through module globals; they read and fill this.
+import type { ModelPrice } from './pricing/price.js';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { protocolOf } from './protocol/builtin.js';
@@ -53,6 +54,17 @@ export class RequestContext {
   userId: string | undefined = undefined;
   /** Name of the upstream that served the request. */
   upstream: string | undefined = undefined;
+  /**
+   * The model the request was served as: the model its upstream endpoint was asked for (a model
+   * router's deployment), else `model`. Billing, the tracker and `x-llmux-model` use it.
+   */
+  servedModel: string | undefined = undefined;
+  /** The price of the endpoint that served the request, when it has its own (undefined: the catalog's). */
+  servedPrice: ModelPrice | undefined = undefined;
+  /** True when `id` is the client's own `x-request-id`. */
+  idFromClient = false;
+  /** The client's `x-llmux-fallbacks` header, read by a model router that allows it. */
+  fallbacksHeader: string | undefined = undefined;
   /** ms the request waited in a concurrency gate's queue, when it passed one. */
   gateWaitMs: number | undefined = undefined;
   /** Upstream attempts made for this request. */
@@ -160,6 +172,9 @@ function noop(): void {}
 /** The header llmux reads and echoes the request id on. */
 export const REQUEST_ID_HEADER = 'x-request-id';
 
+/** The request header naming a request's model fallbacks (read by a model router that allows it). */
+export const FALLBACKS_HEADER = 'x-llmux-fallbacks';
+
 const MAX_REQUEST_ID_LENGTH = 128;
 
 /** True for ids of 1–128 characters from `[A-Za-z0-9._-]`; anything else is replaced. */
@@ -204,11 +219,14 @@ export function ensureContext(req: IncomingMessage, res: ServerResponse): Reques
   const existing = locals.llmux as RequestContext | undefined;
   if (existing !== undefined) return existing;
   const incoming = req.headers[REQUEST_ID_HEADER];
-  const id = typeof incoming === 'string' && isSaneRequestId(incoming) ? incoming : randomUUID();
+  const fromClient = typeof incoming === 'string' && isSaneRequestId(incoming);
   const { protocol, route } = protocolOf(req.method, req.url);
-  const ctx = new RequestContext(id, protocol, route);
+  const ctx = new RequestContext(fromClient ? incoming : randomUUID(), protocol, route);
+  ctx.idFromClient = fromClient;
+  const fallbacks = req.headers[FALLBACKS_HEADER];
+  if (typeof fallbacks === 'string') ctx.fallbacksHeader = fallbacks;
   locals.llmux = ctx;
-  if (!res.headersSent) res.setHeader(REQUEST_ID_HEADER, id);
+  if (!res.headersSent) res.setHeader(REQUEST_ID_HEADER, ctx.id);
   onResponseClose(res, () => ctx.markResponseClosed());
   return ctx;
 }

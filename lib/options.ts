@@ -79,6 +79,15 @@ export class OptionReader {
     return resolved;
   }
 
+  /** A share: a number from 0 to 1. */
+  share(name: string, value: unknown, fallback?: number): number {
+    const resolved = this.given(name, value, fallback);
+    if (typeof resolved !== 'number' || !(resolved >= 0 && resolved <= 1)) {
+      this.fail(name, 'a number from 0 to 1', value);
+    }
+    return resolved;
+  }
+
   /** A finite number > 0. */
   positiveNumber(name: string, value: unknown, fallback?: number): number {
     const resolved = this.given(name, value, fallback);

@@ -113,7 +113,14 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   const relay = streamRelay({ ...read.object('relay', options.relay), upstream: source });
   const models = passthrough({ target: defaultSource });
   const limit = bodyLimit({ ...read.object('body', options.body), parse: 'json' });
-  const auth = options.auth === false ? undefined : keyAuth(read.object('auth', options.auth));
+  // A source that routes models tells key auth what a request may be served as.
+  const auth =
+    options.auth === false
+      ? undefined
+      : keyAuth({
+          router: source.servedModels === undefined ? undefined : source,
+          ...read.object('auth', options.auth),
+        });
   const gate = options.gate ? concurrencyGate(read.object('gate', options.gate)) : undefined;
   const metrics =
     options.metrics === undefined

@@ -27,8 +27,13 @@ export interface Reservation {
   costUsd: number;
 }
 
-/** The reservation of the request in `ctx` at `price`. */
-export function reservationOf(ctx: RequestContext, price: ModelPrice, reserve: OutputReserve): Reservation {
+/** The reservation of the request in `ctx` if served as `model` at `price`. */
+export function reservationOf(
+  ctx: RequestContext,
+  model: string | undefined,
+  price: ModelPrice,
+  reserve: OutputReserve,
+): Reservation {
   const body = ctx.body;
   if (body === undefined)
     return { promptTokens: 0, audioPromptTokens: 0, outputTokens: 0, uncapped: false, costUsd: 0 };
@@ -41,7 +46,7 @@ export function reservationOf(ctx: RequestContext, price: ModelPrice, reserve: O
     uncapped = cap === undefined;
     const perOutput =
       cap ??
-      (ctx.model === undefined ? undefined : reserve.perModel.get(ctx.model)) ??
+      (model === undefined ? undefined : reserve.perModel.get(model)) ??
       price.maxOutputTokens ??
       reserve.fallbackTokens;
     outputTokens = perOutput * protocol.outputCount(body);

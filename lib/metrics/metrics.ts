@@ -270,18 +270,22 @@ class PrometheusMetrics implements LlmuxMetrics {
     const code = this.codes.label(errorCode);
     m.requests.inc({ route, model, status_class: statusClass, code });
     m.duration.observe({ route, model }, (performance.now() - ctx.startedAt) / 1000);
-    if (ctx.firstByteAt !== undefined) m.ttfb.observe({ model }, (ctx.firstByteAt - ctx.startedAt) / 1000);
+    // Latency to the first byte, tokens and spend belong to the model that served the request.
+    const served = ctx.servedModel === ctx.model ? model : this.models.label(ctx.servedModel);
+    if (ctx.firstByteAt !== undefined)
+      m.ttfb.observe({ model: served }, (ctx.firstByteAt - ctx.startedAt) / 1000);
     const usage = ctx.usage;
     if (usage !== undefined) {
-      if (usage.promptTokens > 0) m.promptTokens.inc({ model }, usage.promptTokens);
-      if (usage.completionTokens > 0) m.completionTokens.inc({ model }, usage.completionTokens);
+      if (usage.promptTokens > 0) m.promptTokens.inc({ model: served }, usage.promptTokens);
+      if (usage.completionTokens > 0) m.completionTokens.inc({ model: served }, usage.completionTokens);
       for (const [field, label] of TOKEN_CLASS_LABELS) {
         const tokens = usage[field];
-        if (tokens !== undefined && tokens > 0) m.tokenClasses.inc({ model, class: label }, tokens);
+        if (tokens !== undefined && tokens > 0) m.tokenClasses.inc({ model: served, class: label }, tokens);
       }
     }
     const costUsd = ctx.costUsd;
-    if (costUsd !== undefined && costUsd > 0 && Number.isFinite(costUsd)) m.spendUsd.inc({ model }, costUsd);
+    if (costUsd !== undefined && costUsd > 0 && Number.isFinite(costUsd))
+      m.spendUsd.inc({ model: served }, costUsd);
     if (ctx.gateWaitMs !== undefined) m.gateWait.observe(ctx.gateWaitMs / 1000);
     for (const reason of ctx.retryReasons) m.retries.inc({ reason: this.outcomes.label(reason) });
     for (const attempt of ctx.attemptLog) {

@@ -1,6 +1,7 @@
 // API-key authentication and admission: the key is hashed and looked up, its allow-lists,
 // budgets, rate windows and quotas (and its team's and user's) checked in one atomic store
 // step, and the request's real cost settled exactly once when it ends, on every path.
+import type { ServedModel, UpstreamSource } from '../upstream/source.js';
 import { OptionReader } from '../options.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext, onResponseClose, socketAddress, type RequestContext } from '../context.js';
@@ -79,6 +80,13 @@ export interface KeyAuthOptions {
   exposeCost?: boolean;
   /** The durable settlement queue: its bound and retry timing. */
   settlement?: SettlementQueueOptions;
+  /**
+   * The relay's upstream when it routes models (a {@link ModelRouter}): a request is then checked
+   * against every model it may be served as (each must have a price), reserved for the dearest,
+   * and billed as the model that served it. The preset passes its own. Default: none (a request
+   * is billed as the model it names).
+   */
+  router?: Pick<UpstreamSource, 'servedModels'>;
   /** The clock, ms since the epoch; injectable for tests. Default `Date.now`. */
   clock?: () => number;
   /** The address the failed-auth limiter counts by. Default: the socket's remote address. */
@@ -173,6 +181,57 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     'an object with an error() method',
   );
   const settlements = new SettlementQueue(keyStore, logger, read.object('settlement', options.settlement));
+  const router =
+    options.router === undefined
+      ? undefined
+      : read.implementing<Required<Pick<UpstreamSource, 'servedModels'>>>(
+          'router',
+          options.router,
+          ['servedModels'],
+          'an upstream source with servedModels()',
+        );
+
+  /** A price for `model`: its endpoint's own, the catalog's, or what `onUnpricedModel` says. */
+  const priceFor = (model: string | undefined, own: ModelPrice | undefined): ModelPrice | undefined =>
+    own ?? pricing.priceOf(model) ?? unpriced;
+
+  /**
+   * What the request reserves: at its model's price, or (routed) at the dearest model it may be
+   * served as. An error when a model has no price or the router cannot route it.
+   */
+  function reserveFor(ctx: RequestContext): { price: ModelPrice; reservation: Reservation } | LlmuxError {
+    // What has no body or costs nothing upstream (a model list, a stored response) is not priced.
+    if (ctx.body === undefined || ctx.route?.operation === 'free') {
+      return { price: FREE, reservation: reservationOf(ctx, ctx.model, FREE, reserve) };
+    }
+    let served: readonly ServedModel[] = [];
+    try {
+      if (router !== undefined) served = router.servedModels(ctx);
+    } catch (err) {
+      if (err instanceof LlmuxError) return err;
+      throw err;
+    }
+    if (served.length === 0) {
+      const price = priceFor(ctx.model, undefined);
+      if (price === undefined) return notPriced(ctx.model);
+      return { price, reservation: reservationOf(ctx, ctx.model, price, reserve) };
+    }
+    let best: { price: ModelPrice; reservation: Reservation } | undefined;
+    for (const candidate of served) {
+      const price = priceFor(candidate.model, candidate.price);
+      if (price === undefined) return notPriced(candidate.model);
+      const reservation = reservationOf(ctx, candidate.model, price, reserve);
+      if (best === undefined || reservation.costUsd > best.reservation.costUsd) best = { price, reservation };
+    }
+    return best!;
+  }
+
+  /** The price of the model that served the request; `fallback` (the reserved one) when unknown. */
+  function servedPrice(ctx: RequestContext, fallback: ModelPrice): ModelPrice {
+    const model = ctx.servedModel;
+    if (model === undefined || (model === ctx.model && ctx.servedPrice === undefined)) return fallback;
+    return priceFor(model, ctx.servedPrice) ?? fallback;
+  }
   const reservationIds = new ReservationIds();
 
   async function authenticate(
@@ -202,16 +261,12 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
     ctx.teamId = key.teamId;
     ctx.userId = key.userId;
     if (!admit) return true;
-    // What has no body or costs nothing upstream (a model list, a stored response) is not priced.
-    const price =
-      ctx.body === undefined || ctx.route?.operation === 'free'
-        ? FREE
-        : (pricing.priceOf(ctx.model) ?? unpriced);
-    if (price === undefined) {
-      refuse(res, ctx, notPriced(ctx.model));
+    const reserved = reserveFor(ctx);
+    if (reserved instanceof LlmuxError) {
+      refuse(res, ctx, reserved);
       return false;
     }
-    const reservation = reservationOf(ctx, price, reserve);
+    const { price, reservation } = reserved;
     // Observers wait for the cost: held from before the admission (the client may leave during
     // it) until the bill is priced when the response closes.
     const releaseCost = ctx.hold();
@@ -246,16 +301,16 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
       ctx.body = ctx.protocol.capOutput(ctx.body, reservation.outputTokens);
       ctx.rawBody = undefined;
     }
-    if (exposeCost) ctx.priceUsage = (usage) => costOf(price, usage);
+    if (exposeCost) ctx.priceUsage = (usage) => costOf(servedPrice(ctx, price), usage);
     onResponseClose(res, () => {
       const bill = billOf(ctx, reservation, res.statusCode);
-      const costUsd = costOf(price, bill);
+      const costUsd = costOf(servedPrice(ctx, price), bill);
       ctx.costUsd = costUsd;
       releaseCost();
       settlements.settle(
         admission.reservationId,
         {
-          model: ctx.model,
+          model: ctx.servedModel ?? ctx.model,
           costUsd,
           promptTokens: bill.promptTokens,
           completionTokens: bill.completionTokens,

@@ -1,5 +1,6 @@
 // The relay: sends the client's request to an upstream over undici with the relay's own key and
 // streams the answer back (JSON bounded, SSE event by event with backpressure), reading usage.
+import { resolveResponseHeaders } from '../upstream/answer-headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { ensureContext, type RequestContext } from '../context.js';
@@ -57,8 +58,20 @@ export interface StreamRelayOptions {
    * Default true.
    */
   requestStreamUsage?: boolean;
-  /** Client headers forwarded upstream, lower-case. Credentials never are. Default `['openai-beta']`. */
+  /**
+   * Client headers forwarded upstream, lower-case. Credentials never are. A header that can make
+   * the upstream refuse the relay's key (an organization, a project) would let a client disable
+   * pooled keys: forward such headers only from trusted clients. Default: the protocol's own
+   * (`openai-beta`; `anthropic-version`, `anthropic-beta`).
+   */
   forwardHeaders?: readonly string[];
+  /**
+   * Upstream response headers passed to the client; a trailing `*` makes a prefix, `[]` passes
+   * none. The upstream's `x-request-id` comes as `x-upstream-request-id` when the client sent its
+   * own (kept), else as `x-request-id`. Default: `x-request-id`, `request-id`,
+   * `openai-processing-ms`, `x-ratelimit-*`, `anthropic-ratelimit-*`.
+   */
+  forwardResponseHeaders?: readonly string[];
   /**
    * Maps a request to the upstream route appended to the upstream's base path. Default: the
    * request path after its `/v1` segment (`/v1/chat/completions` → `/chat/completions`), with
@@ -115,6 +128,7 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
     maxResponseBytes: read.positiveInteger('maxResponseBytes', options.maxResponseBytes, 16 * 1_048_576),
     maxEventBytes: read.positiveInteger('maxEventBytes', options.maxEventBytes, 1_048_576),
     forwardHeaders: resolveForwardHeaders(read, options.forwardHeaders),
+    responseHeaders: resolveResponseHeaders(read, options.forwardResponseHeaders),
     responseTimeoutMs: read.durationMs('responseTimeoutMs', options.responseTimeoutMs, 60_000),
     clientStallTimeoutMs: read.durationMs('clientStallTimeoutMs', options.clientStallTimeoutMs, 60_000),
   };
@@ -166,6 +180,7 @@ export function streamRelay(options: StreamRelayOptions): StreamRelay {
         route: route(req),
         body: payload.body,
         hideUsage: payload.hideUsage,
+        requestStreamUsage,
         settings,
         clientSignal: clientGone.signal,
       });

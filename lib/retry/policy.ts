@@ -136,6 +136,14 @@ export class RetryPolicy {
   }
 
   /**
+   * Whether a request may move on to a fallback (another model group) `elapsedMs` after it
+   * started: before the deadline, and within the budget, which counts it as a retry.
+   */
+  mayFallBack(elapsedMs: number): boolean {
+    return elapsedMs < this.deadlineMs && this.budget.tryRetry();
+  }
+
+  /**
    * Decides what follows the failed attempt `failure.attempt`. Checks, in order: the failure is
    * retryable (`'status'`), attempts are left (`'attempts'`), the upstream's wait hint is within
    * `maxRetryAfterMs` (`'retry_after_too_long'`), the wait ends before the deadline

@@ -11,7 +11,13 @@ export interface RequestRecord {
   timeMs: number;
   /** Route path without the query string, e.g. `/v1/chat/completions`. */
   route: string;
+  /** The model the client asked for. */
   model: string | undefined;
+  /**
+   * The model that served it, when an upstream was asked for another (a model router's
+   * deployment, a fallback); per-model rollups count the request under it.
+   */
+  servedModel?: string;
   keyId: string | undefined;
   teamId: string | undefined;
   userId: string | undefined;
@@ -52,6 +58,7 @@ export function recordOf(
     timeMs: ctx.startedAtEpochMs,
     route,
     model: ctx.model,
+    servedModel: ctx.servedModel === ctx.model ? undefined : ctx.servedModel,
     keyId: ctx.keyId,
     teamId: ctx.teamId,
     userId: ctx.userId,

@@ -210,7 +210,14 @@ export class RequestTracker {
     const isError = stored.status === 0 || stored.status >= 400 || stored.errorCode !== undefined;
     const latencyBucket = latencyBucketIndex(stored.latencyMs);
     addTo(this.all, nowMs, stored, isError, latencyBucket);
-    addTo(this.rollupsFor(stored.model, isError), nowMs, stored, isError, latencyBucket);
+    // Rolled up as the model that served it: its latency and cost are that model's.
+    addTo(
+      this.rollupsFor(stored.servedModel ?? stored.model, isError),
+      nowMs,
+      stored,
+      isError,
+      latencyBucket,
+    );
     if (this.sink !== undefined) {
       try {
         this.sink.write(stored);
@@ -399,6 +406,7 @@ function copyRecord(record: Readonly<RequestRecord>): RequestRecord {
     timeMs: record.timeMs,
     route: record.route,
     model: record.model,
+    servedModel: record.servedModel,
     keyId: record.keyId,
     teamId: record.teamId,
     userId: record.userId,

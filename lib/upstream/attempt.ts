@@ -1,5 +1,6 @@
 // One upstream attempt's shared vocabulary: what it takes, how it ends, and how a failure reaches
 // the client (handed back unsent while a retry may follow, or as an SSE frame once streaming).
+import type { ResponseHeaderRule } from './answer-headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher, Pool } from 'undici';
 import type { RequestContext } from '../context.js';
@@ -15,6 +16,8 @@ export interface AttemptSettings {
   maxEventBytes: number;
   /** Client headers forwarded upstream; undefined: the protocol's defaults. */
   forwardHeaders: readonly string[] | undefined;
+  /** Upstream response headers passed to the client. */
+  responseHeaders: ResponseHeaderRule;
   /** Longest a non-stream answer may take to arrive whole once its headers came. */
   responseTimeoutMs: number;
   /** Longest a client may leave written data unread before it is cut. */

@@ -8,9 +8,9 @@ import { errors, LlmuxError, sendError } from '../errors/llmux-error.js';
 import type { RetryPolicy } from '../retry/policy.js';
 import { sleep } from '../retry/sleep.js';
 import { endWithError, type AttemptInput, type AttemptResult } from './attempt.js';
-import { isResponse, relayResponse, requestUpstream } from './request.js';
+import { answerFacts, isResponse, relayResponse, requestUpstream, withFacts } from './request.js';
 import type { ClientCache } from './client-cache.js';
-import type { AttemptOutcome, UpstreamEndpoint, UpstreamSource } from './source.js';
+import type { AnswerFacts, AttemptOutcome, UpstreamEndpoint, UpstreamSource } from './source.js';
 
 /** Hedging: a second attempt on another upstream when the first is slow to answer. */
 export interface HedgeOptions {
@@ -27,7 +27,11 @@ export interface ExchangeSettings {
 }
 
 /** The parts of an attempt's input that do not depend on the endpoint. */
-export type ExchangeInput = Omit<AttemptInput, 'endpoint' | 'pool' | 'path'> & { route: string };
+export type ExchangeInput = Omit<AttemptInput, 'endpoint' | 'pool' | 'path'> & {
+  route: string;
+  /** Whether the relay asks streams for usage (the protocol's `upstreamRequest` argument). */
+  requestStreamUsage: boolean;
+};
 
 const CANCELLED = { ok: false, category: 'cancelled', status: undefined, retryAfterMs: undefined } as const;
 
@@ -55,6 +59,8 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
   const policy = settings.retry;
   policy?.recordRequest();
   let exclude: UpstreamEndpoint | undefined;
+  /** The last failure: what the client hears if no upstream can be picked for the next try. */
+  let previous: LlmuxError | undefined;
   for (let attempt = 1; ; attempt++) {
     // The deadline bounds the tries themselves, not only the waits between them.
     const attemptIn =
@@ -66,8 +72,8 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
             deadlineAt: ctx.startedAt + policy.deadlineMs,
           };
     const result = settings.hedge
-      ? await hedgedAttempt(settings, attemptIn, exclude, settings.hedge)
-      : await singleAttempt(settings, attemptIn, exclude);
+      ? await hedgedAttempt(settings, attemptIn, exclude, previous, settings.hedge)
+      : await singleAttempt(settings, attemptIn, exclude, previous);
     if (result === undefined) return; // no upstream could be picked: already answered
     const { outcome, failure, endpoint } = result;
     if (failure.unsent === undefined) {
@@ -77,8 +83,11 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
       return;
     }
     if (clientSignal.aborted) return;
+    // What the request itself caused (a model its project cannot use, a prompt too long or too
+    // large) fails the same on every upstream: the client gets it, nothing else is tried.
+    const requestFault = !outcome.ok && outcome.category === 'invalid_request';
     const decision =
-      policy === undefined
+      policy === undefined || requestFault
         ? undefined
         : policy.decide({
             attempt,
@@ -88,8 +97,16 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
             elapsedMs: performance.now() - ctx.startedAt,
           });
     if (decision === undefined || !decision.retry) {
-      endWithError(res, ctx, failure.unsent);
-      return;
+      if (!fallsBack(settings, ctx, outcome, failure.unsent)) {
+        endWithError(res, ctx, failure.unsent);
+        return;
+      }
+      // Another group now: its own tries, at once, on any of its endpoints.
+      ctx.retryReasons.push(outcome.ok ? 'unknown' : outcome.category);
+      attempt = 0;
+      exclude = undefined;
+      previous = failure.unsent;
+      continue;
     }
     ctx.retryReasons.push(outcome.ok ? 'unknown' : outcome.category);
     try {
@@ -99,7 +116,22 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
       throw err;
     }
     exclude = endpoint;
+    previous = failure.unsent;
   }
+}
+
+/**
+ * Whether the request moves on to its source's next fallback after a failure no retry follows:
+ * the source says so, and the retry policy's deadline and budget (which counts it) allow it.
+ */
+function fallsBack(
+  settings: ExchangeSettings,
+  ctx: RequestContext,
+  outcome: AttemptOutcome,
+  error: LlmuxError,
+): boolean {
+  if (settings.source.fallback?.(ctx, outcome, error) !== true) return false;
+  return settings.retry?.mayFallBack(performance.now() - ctx.startedAt) ?? true;
 }
 
 /** The first-byte timeout of the next try: never past the retry policy's deadline. */
@@ -114,7 +146,8 @@ function remainingMs(policy: RetryPolicy, ctx: RequestContext, settings: Attempt
  * answer and 502 for an answer that could not be read.
  */
 function judgedStatus(outcome: AttemptOutcome): number {
-  if (outcome.ok) return 502;
+  // The relay's key refused (401): another member's key may serve it, as after any 502.
+  if (outcome.ok || outcome.category === 'auth') return 502;
   if (outcome.status !== undefined && outcome.status >= 400) return outcome.status;
   return outcome.category === 'timeout' ? 504 : 502;
 }
@@ -125,24 +158,54 @@ interface Attempted {
   failure: AttemptResult;
 }
 
-/** Picks an endpoint, or answers the client (503) and returns undefined when none can serve. */
+/**
+ * Picks an endpoint, or returns undefined when none can serve; then, when `answer` is set, the
+ * client hears the previous try's failure if there was one (what really went wrong), else why
+ * nothing could be picked (a 503 `no_upstream_available`, a 404 `model_not_found`).
+ */
 function pick(
   settings: ExchangeSettings,
   ctx: RequestContext,
   res: ServerResponse,
   exclude: UpstreamEndpoint | undefined,
-  answerOnFailure: boolean,
+  answer: { previous: LlmuxError | undefined } | undefined,
 ): UpstreamEndpoint | undefined {
   try {
     return settings.source.acquire(ctx, exclude);
   } catch (err) {
-    if (answerOnFailure) {
-      const error = err instanceof LlmuxError ? err : errors.internal(err);
+    if (answer !== undefined) {
+      const error = answer.previous ?? (err instanceof LlmuxError ? err : errors.internal(err));
       ctx.errorCode = error.code;
       sendError(res, error);
     }
     return undefined;
   }
+}
+
+/**
+ * The request's body with `model` in place of the client's, made as the protocol makes any body
+ * (usage asked for on streams); the client's body is left as it is.
+ */
+function bodyAs(input: ExchangeInput, model: string): Buffer | string | undefined {
+  const ctx = input.ctx;
+  const body = ctx.body;
+  if (body === undefined) return input.body;
+  const rawBody = ctx.rawBody;
+  ctx.body = { ...body, model };
+  ctx.rawBody = undefined;
+  try {
+    return ctx.protocol.upstreamRequest(ctx, input.requestStreamUsage).body;
+  } finally {
+    ctx.body = body;
+    ctx.rawBody = rawBody;
+  }
+}
+
+/** Notes in the context which endpoint serves the request, and as which model. */
+function servedBy(ctx: RequestContext, endpoint: UpstreamEndpoint): void {
+  ctx.upstream = endpoint.name;
+  ctx.servedModel = endpoint.model ?? ctx.model;
+  ctx.servedPrice = endpoint.price;
 }
 
 /** The attempt's input, or undefined when the client cache is closed (the relay shut down). */
@@ -160,23 +223,30 @@ function attemptInput(
   }
   // An attempt counts once its request is about to go, never for a pick that was given back.
   input.ctx.attempts++;
-  return { ...input, endpoint, pool, path: endpoint.basePath + input.route };
+  // An endpoint asked for another model gets the request with that model in it.
+  const model = endpoint.model;
+  const body = model === undefined || model === input.ctx.model ? input.body : bodyAs(input, model);
+  return { ...input, endpoint, pool, body, path: endpoint.basePath + input.route };
 }
 
 async function singleAttempt(
   settings: ExchangeSettings,
   input: ExchangeInput,
   exclude: UpstreamEndpoint | undefined,
+  previous: LlmuxError | undefined,
 ): Promise<Attempted | undefined> {
-  const endpoint = pick(settings, input.ctx, input.res, exclude, true);
+  const endpoint = pick(settings, input.ctx, input.res, exclude, { previous });
   if (endpoint === undefined) return undefined;
-  input.ctx.upstream = endpoint.name;
+  servedBy(input.ctx, endpoint);
   const attemptIn = attemptInput(settings, input, endpoint);
   if (attemptIn === undefined) return shuttingDown(settings, input, endpoint);
   const controller = new AbortController();
   const result = await withClientSignal(input.clientSignal, controller, async () => {
+    const sentAt = performance.now();
     const response = await requestUpstream(attemptIn, controller);
-    return isResponse(response) ? relayResponse(attemptIn, response, controller) : response;
+    if (!isResponse(response)) return response;
+    const facts = answerFacts(response, sentAt);
+    return withFacts(await relayResponse(attemptIn, response, controller), facts);
   });
   settleAttempt(settings, input.ctx, endpoint, result.outcome);
   return { endpoint, outcome: result.outcome, failure: result };
@@ -214,6 +284,7 @@ interface Contender {
   controller: AbortController;
   input: AttemptInput;
   response: Dispatcher.ResponseData | AttemptResult | undefined;
+  facts: AnswerFacts | undefined;
 }
 
 /**
@@ -226,10 +297,12 @@ async function hedgedAttempt(
   settings: ExchangeSettings,
   input: ExchangeInput,
   exclude: UpstreamEndpoint | undefined,
+  previous: LlmuxError | undefined,
   hedge: HedgeOptions,
 ): Promise<Attempted | undefined> {
   const { ctx, res, clientSignal } = input;
-  const first = pick(settings, ctx, res, exclude, true);
+  const first = pick(settings, ctx, res, exclude, { previous });
+  if (first !== undefined) servedBy(ctx, first);
   if (first === undefined) return undefined;
   const contenders: Contender[] = [];
   let winner: Contender | undefined;
@@ -242,11 +315,19 @@ async function hedgedAttempt(
       settings.source.release(endpoint, CANCELLED);
       return;
     }
-    const contender: Contender = { endpoint, controller, input: attemptIn, response: undefined };
+    const contender: Contender = {
+      endpoint,
+      controller,
+      input: attemptIn,
+      response: undefined,
+      facts: undefined,
+    };
     contenders.push(contender);
+    const sentAt = performance.now();
     contender.response = await withClientSignal(clientSignal, controller, () =>
       requestUpstream(contender.input, controller),
     );
+    if (isResponse(contender.response)) contender.facts = answerFacts(contender.response, sentAt);
     if (winner === undefined && isResponse(contender.response)) {
       winner = contender;
       for (const other of contenders) if (other !== contender) other.controller.abort();
@@ -268,7 +349,7 @@ async function hedgedAttempt(
       } catch {
         return; // the first answered in time, or the client left
       }
-      const second = pick(settings, ctx, res, first, false);
+      const second = pick(settings, ctx, res, first, undefined);
       if (second === undefined) return;
       if (second === first) {
         settings.source.release(second, CANCELLED);
@@ -304,10 +385,11 @@ async function hedgedAttempt(
     }) as AttemptResult;
     return { endpoint: failed?.endpoint ?? first, outcome: failure.outcome, failure };
   }
-  ctx.upstream = winner.endpoint.name;
-  const result = await withClientSignal(clientSignal, winner.controller, () =>
+  servedBy(ctx, winner.endpoint);
+  const relayed = await withClientSignal(clientSignal, winner.controller, () =>
     relayResponse(winner!.input, winner!.response as Dispatcher.ResponseData, winner!.controller),
   );
+  const result = withFacts(relayed, winner.facts!);
   settleAttempt(settings, ctx, winner.endpoint, result.outcome);
   return { endpoint: winner.endpoint, outcome: result.outcome, failure: result };
 }

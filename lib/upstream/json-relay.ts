@@ -1,7 +1,8 @@
 // Relays a non-stream answer: read whole (bounded), judged (an error body is an error whatever
 // its status), its usage recorded, then sent byte for byte.
+import { passedHeaders, writeAnswerHeaders } from './answer-headers.js';
 import type { Dispatcher } from 'undici';
-import { errors } from '../errors/llmux-error.js';
+import { errors, withHeaders } from '../errors/llmux-error.js';
 import { decodeUpstreamError, decodeUpstreamErrorObject } from '../errors/upstream.js';
 import { parseRetryAfterMs, toRetryAfterSeconds } from '../retry/retry-after.js';
 import { COST_HEADER, formatUsd } from './cost-header.js';
@@ -44,7 +45,10 @@ export async function relayBuffered(
   if (status < 200 || status >= 300) {
     const retryAfterMs = parseRetryAfterMs(response.headers);
     const decoded = decodeUpstreamError(status, raw, toRetryAfterSeconds(retryAfterMs));
-    return failure(res, ctx, decoded.error, failed(decoded.category, status, retryAfterMs));
+    // The upstream's request id and limits go with its error too: support asks for the id.
+    const passed = passedHeaders(ctx, response.headers, settings.responseHeaders);
+    const error = passed === undefined ? decoded.error : withHeaders(decoded.error, passed);
+    return failure(res, ctx, error, failed(decoded.category, status, retryAfterMs));
   }
   // Every answer of an OpenAI route is a JSON object: anything else (an HTML page from a wrong
   // base URL, an empty body) is a decode error, never a success.
@@ -69,6 +73,7 @@ export async function relayBuffered(
   res.statusCode = status;
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Length', raw.length);
+  writeAnswerHeaders(res, ctx, response.headers, settings.responseHeaders);
   if (ctx.priceUsage !== undefined && usage !== undefined) {
     res.setHeader(COST_HEADER, formatUsd(ctx.priceUsage(usage)));
   }

@@ -1,5 +1,6 @@
 // A pool of upstream endpoints (URLs and keys) behind one UpstreamSource: a strategy picks among
 // the healthy ones, outcomes drive cooldowns, and status() feeds health pages. No timers.
+import { checkPrice, type ModelPrice } from '../pricing/price.js';
 import { OptionReader } from '../options.js';
 import { LlmuxError, llmuxError } from '../errors/llmux-error.js';
 import { utcDayNumber } from '../keys/utc.js';
@@ -39,11 +40,22 @@ export interface PooledUpstreamOptions {
    * this process only, unless `sharePoolState` (`llmux/redis`) shares the counts. Default: no limit.
    */
   dailyRequestCap?: number;
+  /**
+   * The model name this endpoint is asked for, written into the request body in place of the
+   * client's (an Azure deployment name, a provider's own id for a model). Accounting, the tracker
+   * and the `x-llmux-model` header then name it. Default: the client's model, unchanged.
+   */
+  model?: string;
+  /**
+   * What this endpoint's tokens cost, instead of the catalog's price of its model (a negotiated
+   * rate, a self-hosted model). Default: the key auth's pricing of the model served.
+   */
+  price?: ModelPrice;
 }
 
 /** How long endpoints rest after failures. Every duration is capped by `maxMs`. */
 export interface UpstreamPoolCooldownOptions {
-  /** Rest after a 429 that gave no `Retry-After` hint, in ms. Default: 30_000. */
+  /** Rest after a 429 that gave neither a `Retry-After` hint nor a rate-limit reset, in ms. Default: 30_000. */
   rateLimitMs?: number;
   /** Rest after the first failure trip, in ms; each further consecutive trip doubles it. Default: 5_000. */
   baseMs?: number;
@@ -51,6 +63,13 @@ export interface UpstreamPoolCooldownOptions {
   maxMs?: number;
   /** Consecutive 5xx, network or timeout failures that trip a cooldown; a positive integer. Default: 3. */
   failureThreshold?: number;
+  /**
+   * An endpoint whose upstream reported less than this share of a rate-limit window left
+   * (`x-ratelimit-remaining-*`, `anthropic-ratelimit-*-remaining`) is passed over until the window
+   * resets while another can serve, so it is spared before it answers 429. 0 turns it off.
+   * Default: 0.05.
+   */
+  nearLimitShare?: number;
 }
 
 /** Options of {@link UpstreamPool}. */
@@ -59,7 +78,8 @@ export interface UpstreamPoolOptions {
   upstreams: readonly PooledUpstreamOptions[];
   /**
    * How to choose among the endpoints that can serve: `'round-robin'` (least recently used),
-   * `'random'`, `'least-connections'`, `'weighted'` (smooth weighted round-robin), or a custom
+   * `'random'`, `'least-connections'`, `'weighted'` (smooth weighted round-robin), `'latency'`
+   * (the faster of two random picks, by a moving average of time to first byte), or a custom
    * {@link UpstreamStrategy}. Default: `'round-robin'`.
    */
   strategy?: UpstreamStrategyName | UpstreamStrategy;
@@ -90,6 +110,12 @@ export interface UpstreamStatus {
   maxConcurrent: number | null;
   /** null when unlimited. */
   dailyRequestCap: number | null;
+  /** Moving average of the upstream's time to first byte in ms; null before the first answer. */
+  latencyMs: number | null;
+  /** True while the upstream reported a rate-limit window nearly spent (see `cooldown.nearLimitShare`). */
+  nearLimit: boolean;
+  /** The model asked of this endpoint, when it names one. */
+  model: string | null;
 }
 
 /**
@@ -98,7 +124,7 @@ export interface UpstreamStatus {
  * - `cooling`: a 429 or a failure trip set or extended a cooldown until `cooldownUntilMs`;
  *   `halfOpen` is true after a trip (the endpoint is half-open once cooled: one probe goes).
  * - `healthy`: a half-open endpoint's probe succeeded.
- * - `disabled`: a 401/403 or {@link UpstreamPool.disable}.
+ * - `disabled`: a 401 or {@link UpstreamPool.disable}.
  * - `enabled`: {@link UpstreamPool.enable}, an operator's reset.
  */
 export interface UpstreamStateChange {
@@ -143,15 +169,19 @@ const READ: OptionReader = new OptionReader(OWNER);
  * another is eligible. `release` applies the outcome:
  *
  * - success: the consecutive failure count restarts; a half-open endpoint is healthy again.
- * - `rate_limit` (429): cools for the upstream's `retryAfterMs`, else `cooldown.rateLimitMs`.
- * - `auth` (401/403): disabled until {@link UpstreamPool.enable}.
+ * - `rate_limit` (429): cools for the upstream's `Retry-After`, else until the spent window of its
+ *   rate-limit headers resets (`x-ratelimit-reset-*`, `anthropic-ratelimit-*-reset`), else
+ *   `cooldown.rateLimitMs`.
+ * - `auth` (401: the relay's key refused): disabled until {@link UpstreamPool.enable}.
  * - `server`, `network`, `timeout`: counted; `cooldown.failureThreshold` in a row cool the endpoint
  *   for `cooldown.baseMs`, doubled on each consecutive trip. When a cooldown ends the endpoint is
  *   half-open: one probe goes through; its success heals the endpoint, its failure cools it again
  *   for the next, doubled, duration. Failures reported while cooling come from attempts started
  *   before the trip and are not counted again.
- * - `invalid_request`, `decode`, `cancelled`: about the request or the relay, not the upstream;
- *   not counted (a half-open probe that ends so lets the next attempt probe).
+ * - `invalid_request` (what the request caused: a 403/404 for a model the relay's project cannot
+ *   use, a prompt over the context window, a request over a per-request limit), `decode`,
+ *   `cancelled`: about the request or the relay, not the upstream; not counted (a half-open probe
+ *   that ends so lets the next attempt probe).
  *
  * When nothing is eligible `acquire` throws a 503 `LlmuxError` (`overloaded_error`,
  * `no_upstream_available`) whose `Retry-After` is the time to the earliest recovery. Endpoint
@@ -183,6 +213,8 @@ export class UpstreamPool implements UpstreamSource {
   private readonly cooldown: ResolvedCooldown;
   /** Reused by every acquire (which is synchronous), so a pick allocates no array. */
   private readonly candidates: UpstreamHealth[] = [];
+  /** The same for endpoints near their upstream's rate limit. */
+  private readonly spared: UpstreamHealth[] = [];
   private pickSeq = 0;
   /** Replaced, never mutated, so a notification loop is never disturbed by (un)subscribing. */
   private observers: readonly UpstreamPoolObserver[] = [];
@@ -208,7 +240,7 @@ export class UpstreamPool implements UpstreamSource {
       }
       this.byName.set(h.endpoint.name, h);
     }
-    this.strategy = resolveStrategy(options.strategy, upstreams.length, random);
+    this.strategy = resolveStrategy(options.strategy, upstreams.length, random, this.clock);
   }
 
   /**
@@ -218,17 +250,31 @@ export class UpstreamPool implements UpstreamSource {
    * @throws LlmuxError 503 `no_upstream_available` when no endpoint can serve now.
    */
   acquire(_ctx: RequestContext | undefined, exclude?: UpstreamEndpoint): UpstreamEndpoint {
+    return this.acquireAmong(this.health, exclude);
+  }
+
+  /**
+   * @internal {@link acquire} among some endpoints only (a model router's group): `members` is
+   * what {@link membersNamed} returned.
+   */
+  acquireAmong(members: readonly UpstreamHealth[], exclude?: UpstreamEndpoint): UpstreamEndpoint {
     const nowMs = this.clock();
     const day = utcDayNumber(nowMs);
     const candidates = this.candidates;
+    const spared = this.spared;
     let excluded: UpstreamHealth | undefined;
-    for (const h of this.health) {
+    for (let i = 0; i < members.length; i++) {
+      const h = members[i]!;
       if (!h.canServe(nowMs, day)) continue;
       if (h.endpoint === exclude) excluded = h;
+      else if (h.isNearLimit(nowMs)) spared.push(h);
       else candidates.push(h);
     }
+    // Endpoints near their upstream's limit serve only when no other can.
+    if (candidates.length === 0) for (const h of spared) candidates.push(h);
+    spared.length = 0;
     if (candidates.length === 0) {
-      if (excluded === undefined) throw this.unavailable(nowMs, day);
+      if (excluded === undefined) throw this.unavailable(members, nowMs, day);
       candidates.push(excluded);
     }
     let chosen: UpstreamHealth;
@@ -341,6 +387,17 @@ export class UpstreamPool implements UpstreamSource {
     return h !== undefined;
   }
 
+  /**
+   * @internal The endpoints named, for {@link acquireAmong}; throws a TypeError for an unknown name.
+   */
+  membersNamed(names: readonly string[]): readonly UpstreamHealth[] {
+    return names.map((name) => {
+      const h = this.byName.get(name);
+      if (h === undefined) throw new TypeError(`${OWNER}: no upstream is named ${JSON.stringify(name)}`);
+      return h;
+    });
+  }
+
   /** The pool's current time in epoch ms: its `clock` option. */
   now(): number {
     return this.clock();
@@ -370,6 +427,9 @@ export class UpstreamPool implements UpstreamSource {
       weight: h.weight,
       maxConcurrent: Number.isFinite(h.maxConcurrent) ? h.maxConcurrent : null,
       dailyRequestCap: Number.isFinite(h.dailyRequestCap) ? h.dailyRequestCap : null,
+      latencyMs: h.latencyMs === 0 ? null : Math.round(h.latencyMs),
+      nearLimit: h.isNearLimit(nowMs),
+      model: h.endpoint.model ?? null,
     }));
   }
 
@@ -397,14 +457,14 @@ export class UpstreamPool implements UpstreamSource {
     }
   }
 
-  private unavailable(nowMs: number, day: number): LlmuxError {
+  private unavailable(members: readonly UpstreamHealth[], nowMs: number, day: number): LlmuxError {
     let waitMs = Infinity;
     let disabled = 0;
-    for (const h of this.health) {
+    for (const h of members) {
       if (h.isDisabled()) disabled++;
       else waitMs = Math.min(waitMs, h.msUntilServable(nowMs, day));
     }
-    if (disabled === this.health.length) {
+    if (disabled === members.length) {
       return llmuxError('no_upstream_available', {
         message: 'no upstream is available: every upstream is disabled',
         retryAfterSeconds: ALL_DISABLED_RETRY_AFTER_SECONDS,
@@ -444,11 +504,16 @@ function resolveUpstream(u: PooledUpstreamOptions, index: number): UpstreamHealt
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
     READ.fail(`${at}.weight`, 'a positive number', u.weight);
   }
+  if (u.model !== undefined && (typeof u.model !== 'string' || u.model.length === 0)) {
+    READ.fail(`${at}.model`, 'a non-empty string', u.model);
+  }
   const endpoint: UpstreamEndpoint = Object.freeze({
     name: u.name ?? `${new URL(origin).host}#${index}`,
     origin,
     basePath,
     apiKey: u.apiKey,
+    model: u.model,
+    price: u.price === undefined ? undefined : checkPrice(u.price, `${OWNER}: ${at}.price`),
   });
   return new UpstreamHealth(
     endpoint,
@@ -469,6 +534,7 @@ function resolveCooldown(options: UpstreamPoolCooldownOptions | undefined): Reso
     maxMs: READ.nonNegativeInteger('cooldown.maxMs', options?.maxMs, 600_000),
     failureThreshold:
       READ.optionalPositiveInteger('cooldown.failureThreshold', options?.failureThreshold) ?? 3,
+    nearLimitShare: READ.share('cooldown.nearLimitShare', options?.nearLimitShare, 0.05),
   };
 }
 
@@ -476,10 +542,11 @@ function resolveStrategy(
   strategy: UpstreamPoolOptions['strategy'],
   upstreamCount: number,
   random: () => number,
+  clock: () => number,
 ): UpstreamStrategy {
-  if (strategy === undefined) return createStrategy('round-robin', { upstreamCount, random });
+  if (strategy === undefined) return createStrategy('round-robin', { upstreamCount, random, clock });
   if (typeof strategy === 'string' && (STRATEGY_NAMES as readonly string[]).includes(strategy)) {
-    return createStrategy(strategy, { upstreamCount, random });
+    return createStrategy(strategy, { upstreamCount, random, clock });
   }
   if (typeof strategy === 'object' && strategy !== null && typeof strategy.pick === 'function') {
     return strategy;

@@ -5,7 +5,8 @@ import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../context.js';
 import { transportFailure, type AttemptInput, type AttemptResult } from './attempt.js';
 import { relayBuffered } from './json-relay.js';
-import type { UpstreamEndpoint } from './source.js';
+import type { AnswerFacts, AttemptOutcome, UpstreamEndpoint } from './source.js';
+import { readRateLimits } from './rate-limits.js';
 import { SseRelay } from './sse-relay.js';
 
 /** Sends the request; resolves with the upstream's response, or with the failed attempt. */
@@ -40,6 +41,22 @@ export function relayResponse(
     return new SseRelay(input, response, controller).run();
   }
   return relayBuffered(input, response, controller);
+}
+
+/**
+ * What the answer's headers tell of the upstream: its time to answer (from `sentAt`, a
+ * `performance.now()`) and its rate-limit state.
+ */
+export function answerFacts(response: Dispatcher.ResponseData, sentAt: number): AnswerFacts {
+  return { latencyMs: performance.now() - sentAt, limits: readRateLimits(response.headers, Date.now()) };
+}
+
+/** The attempt's result with the facts of its answer added to its outcome, for the source. */
+export function withFacts(result: AttemptResult, facts: AnswerFacts): AttemptResult {
+  const outcome: AttemptOutcome = result.outcome.ok
+    ? { ok: true, latencyMs: facts.latencyMs, limits: facts.limits }
+    : { ...result.outcome, ...facts };
+  return { outcome, unsent: result.unsent, network: result.network };
 }
 
 /** Distinguishes a response from a failed attempt. */

@@ -1,5 +1,8 @@
 // The seam between the relay and where requests go: a source picks an endpoint per attempt and
 // hears how the attempt ended. `staticUpstream` is the simple one; the pool plugs in here.
+import type { LlmuxError } from '../errors/llmux-error.js';
+import type { ModelPrice } from '../pricing/price.js';
+import type { UpstreamRateLimits } from './rate-limits.js';
 import type { UpstreamErrorCategory } from '../errors/upstream.js';
 import type { RequestContext } from '../context.js';
 import { maskKey } from '../redact.js';
@@ -14,17 +17,30 @@ export interface UpstreamEndpoint {
   readonly basePath: string;
   /** Sent as `Authorization: Bearer …`; undefined sends none. */
   readonly apiKey: string | undefined;
+  /** The model asked of this endpoint in place of the client's; undefined keeps the client's. */
+  readonly model?: string;
+  /** What this endpoint's tokens cost, instead of its model's catalog price. */
+  readonly price?: ModelPrice;
+}
+
+/** What an attempt learned of its upstream from the answer's headers, when one came. */
+export interface AnswerFacts {
+  /** ms from sending the request to the answer's headers: the upstream's time to first byte. */
+  readonly latencyMs?: number;
+  /** The rate-limit state the upstream reported (`x-ratelimit-*`, `anthropic-ratelimit-*`). */
+  readonly limits?: UpstreamRateLimits;
 }
 
 /** How one attempt ended, reported to the source that picked its endpoint. */
 export type AttemptOutcome =
-  | { readonly ok: true }
-  | {
+  | ({ readonly ok: true } & AnswerFacts)
+  | ({
       readonly ok: false;
       readonly category: UpstreamErrorCategory;
       readonly status: number | undefined;
+      /** The upstream's `Retry-After` / `retry-after-ms` hint. */
       readonly retryAfterMs: number | undefined;
-    };
+    } & AnswerFacts);
 
 /** Picks endpoints; the relay calls `release` exactly once for every `acquire`. */
 export interface UpstreamSource {
@@ -32,6 +48,25 @@ export interface UpstreamSource {
   acquire(ctx: RequestContext, exclude?: UpstreamEndpoint): UpstreamEndpoint;
   /** Reports how the attempt on `endpoint` ended. */
   release(endpoint: UpstreamEndpoint, outcome: AttemptOutcome): void;
+  /**
+   * Asked when an attempt failed with nothing sent to the client and no retry follows: true moves
+   * the request elsewhere (a model router's next fallback group) and the relay tries again at
+   * once, within the retry policy's deadline and budget. Optional: without it nothing falls back.
+   */
+  fallback?(ctx: RequestContext, outcome: AttemptOutcome, error: LlmuxError): boolean;
+  /**
+   * The models the request may be served as (a model router's deployments and fallbacks), each
+   * with its endpoint's own price if it has one: `keyAuth` reserves for the dearest. Throws an
+   * `LlmuxError` for a request it cannot route (404 `model_not_found`). Optional: without it a
+   * request is served as the model it names.
+   */
+  servedModels?(ctx: RequestContext): readonly ServedModel[];
+}
+
+/** A model a request may be served as, and the price of its endpoint when it has its own. */
+export interface ServedModel {
+  readonly model: string;
+  readonly price: ModelPrice | undefined;
 }
 
 /** One OpenAI-compatible upstream with one or more keys of its own. */

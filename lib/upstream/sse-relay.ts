@@ -1,5 +1,6 @@
 // Relays an SSE answer event by event, with backpressure, reading usage and upstream error
 // frames; only whole events are forwarded, batched into one write per upstream read.
+import { writeAnswerHeaders } from './answer-headers.js';
 import type { Dispatcher } from 'undici';
 import { errors, llmuxError, type LlmuxError } from '../errors/llmux-error.js';
 import { decodeUpstreamErrorObject } from '../errors/upstream.js';
@@ -191,6 +192,7 @@ export class SseRelay implements SseVisitor {
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache, no-transform');
     res.setHeader('X-Accel-Buffering', 'no');
+    writeAnswerHeaders(res, ctx, this.response.headers, this.input.settings.responseHeaders);
     if (ctx.priceUsage !== undefined) res.setHeader('Trailer', COST_HEADER);
     ctx.firstByteAt = performance.now();
   }

@@ -11,6 +11,10 @@ export interface StrategyCandidate {
   readonly inFlight: number;
   /** Sequence number of the pool's pick that last chose this endpoint; 0 when never picked. */
   readonly lastPickSeq: number;
+  /** Moving average of the upstream's time to first byte in ms; 0 before its first answer. */
+  readonly latencyMs: number;
+  /** When the last latency sample came, epoch ms by the pool's clock; 0 when none did. */
+  readonly latencyAtMs: number;
 }
 
 /**
@@ -29,7 +33,7 @@ export interface UpstreamStrategy {
 }
 
 /** The built-in strategies, see {@link createStrategy}. */
-export type UpstreamStrategyName = 'round-robin' | 'random' | 'least-connections' | 'weighted';
+export type UpstreamStrategyName = 'round-robin' | 'random' | 'least-connections' | 'weighted' | 'latency';
 
 /** The names {@link createStrategy} accepts. */
 export const STRATEGY_NAMES: readonly UpstreamStrategyName[] = [
@@ -37,6 +41,7 @@ export const STRATEGY_NAMES: readonly UpstreamStrategyName[] = [
   'random',
   'least-connections',
   'weighted',
+  'latency',
 ];
 
 /**
@@ -49,13 +54,17 @@ export const STRATEGY_NAMES: readonly UpstreamStrategyName[] = [
  * - `least-connections`: fewest attempts in flight; ties go to the least recently used.
  * - `weighted`: smooth weighted round-robin (as nginx): deterministic, exact shares over every
  *   period of `sum(weights)` picks, and the heavy endpoint's picks are spread, not bunched.
+ * - `latency`: power of two choices: of two random candidates, the one with the lower moving
+ *   average of time to first byte times its attempts in flight plus one. An endpoint not measured
+ *   yet, or not for {@link LATENCY_STALE_MS}, gets one probe at a time ahead of measured ones, so a
+ *   slow endpoint is tried again now and then rather than starved on an old figure.
  *
  * @example
  * const strategy = createStrategy('weighted', { upstreamCount: 2, random: Math.random });
  */
 export function createStrategy(
   name: UpstreamStrategyName,
-  options: { upstreamCount: number; random: () => number },
+  options: { upstreamCount: number; random: () => number; clock?: () => number },
 ): UpstreamStrategy {
   switch (name) {
     case 'round-robin':
@@ -66,6 +75,8 @@ export function createStrategy(
       return new RandomStrategy(options.random);
     case 'weighted':
       return new WeightedStrategy(options.upstreamCount);
+    case 'latency':
+      return new LatencyStrategy(options.random, options.clock ?? Date.now);
   }
 }
 
@@ -125,5 +136,43 @@ class WeightedStrategy implements UpstreamStrategy {
     }
     this.current[best.index]! -= total;
     return best;
+  }
+}
+
+/** After this long without a sample an endpoint's latency is unknown again: it gets probed. */
+export const LATENCY_STALE_MS = 10_000;
+
+/** Power of two choices over latency × load (as Finagle's P2C least-loaded with peak EWMA). */
+class LatencyStrategy implements UpstreamStrategy {
+  readonly name = 'latency';
+  constructor(
+    private readonly random: () => number,
+    private readonly clock: () => number,
+  ) {}
+
+  pick<C extends StrategyCandidate>(candidates: readonly C[]): C {
+    const n = candidates.length;
+    if (n === 1) return candidates[0]!;
+    const i = this.index(n);
+    // A second index among the other n - 1: two distinct candidates, each pair equally likely.
+    let j = this.index(n - 1);
+    if (j >= i) j++;
+    const a = candidates[i]!;
+    const b = candidates[j]!;
+    const nowMs = this.clock();
+    const costA = this.cost(a, nowMs);
+    const costB = this.cost(b, nowMs);
+    if (costA !== costB) return costA < costB ? a : b;
+    return a.lastPickSeq <= b.lastPickSeq ? a : b;
+  }
+
+  private index(n: number): number {
+    return Math.max(0, Math.min(Math.floor(this.random() * n), n - 1));
+  }
+
+  private cost(c: StrategyCandidate, nowMs: number): number {
+    // Unmeasured (or measured too long ago): one probe at a time, before any measured endpoint.
+    if (c.latencyMs === 0 || nowMs - c.latencyAtMs > LATENCY_STALE_MS) return c.inFlight === 0 ? 0 : Infinity;
+    return c.latencyMs * (c.inFlight + 1);
   }
 }
