@@ -65,11 +65,18 @@ export { passthrough } from './middleware/passthrough.js';
 export type { Passthrough, PassthroughOptions } from './middleware/passthrough.js';
 export { staticUpstream } from './upstream/source.js';
 export type {
+  AnswerFacts,
   AttemptOutcome,
+  ServedModel,
   StaticUpstreamOptions,
   UpstreamEndpoint,
   UpstreamSource,
 } from './upstream/source.js';
+export { ModelRouter, modelRouter } from './upstream/router.js';
+export type { ModelDeployment, ModelGroup, ModelRouterOptions } from './upstream/router.js';
+export { readRateLimits } from './upstream/rate-limits.js';
+export type { UpstreamRateLimits } from './upstream/rate-limits.js';
+export { DEFAULT_RESPONSE_HEADERS, MODEL_HEADER } from './upstream/answer-headers.js';
 export { ClientCache } from './upstream/client-cache.js';
 export type { ClientCacheOptions } from './upstream/client-cache.js';
 export { UpstreamPool, upstreamPool } from './upstream/pool.js';
@@ -83,7 +90,8 @@ export type {
   UpstreamPoolObserver,
   SharedUpstreamState,
 } from './upstream/pool.js';
-export { createStrategy } from './upstream/strategies.js';
+export { createStrategy, LATENCY_STALE_MS } from './upstream/strategies.js';
+export type { StrategyCandidate, UpstreamStrategy, UpstreamStrategyName } from './upstream/strategies.js';
 export type { HedgeOptions } from './upstream/exchange.js';
 export { retry, RetryPolicy } from './retry/policy.js';
 export type { RetryOptions, RetryDecision, RetryFailure, RetryGiveUpReason } from './retry/policy.js';
