@@ -59,6 +59,11 @@ export class RequestContext {
    * router's deployment), else `model`. Billing, the tracker and `x-llmux-model` use it.
    */
   servedModel: string | undefined = undefined;
+  /**
+   * The model a model router asks of a deployment that names none (the group's name, or the
+   * client's model for a glob match); set on every pick. Undefined: the client's model.
+   */
+  routedModel: string | undefined = undefined;
   /** The price of the endpoint that served the request, when it has its own (undefined: the catalog's). */
   servedPrice: ModelPrice | undefined = undefined;
   /** True when `id` is the client's own `x-request-id`. */

@@ -204,7 +204,7 @@ function bodyAs(input: ExchangeInput, model: string): Buffer | string | undefine
 /** Notes in the context which endpoint serves the request, and as which model. */
 function servedBy(ctx: RequestContext, endpoint: UpstreamEndpoint): void {
   ctx.upstream = endpoint.name;
-  ctx.servedModel = endpoint.model ?? ctx.model;
+  ctx.servedModel = endpoint.model ?? ctx.routedModel ?? ctx.model;
   ctx.servedPrice = endpoint.price;
 }
 
@@ -224,7 +224,7 @@ function attemptInput(
   // An attempt counts once its request is about to go, never for a pick that was given back.
   input.ctx.attempts++;
   // An endpoint asked for another model gets the request with that model in it.
-  const model = endpoint.model;
+  const model = endpoint.model ?? input.ctx.routedModel;
   const body = model === undefined || model === input.ctx.model ? input.body : bodyAs(input, model);
   return { ...input, endpoint, pool, body, path: endpoint.basePath + input.route };
 }

@@ -80,6 +80,8 @@ interface ResolvedGroup {
 interface Plan {
   readonly groups: readonly ResolvedGroup[];
   step: number;
+  /** The request matched its group by a glob: its deployments get the client's model, not the group's name. */
+  readonly byGlob: boolean;
 }
 
 const OWNER = 'modelRouter';
@@ -195,9 +197,10 @@ export class ModelRouter implements UpstreamSource {
    */
   servedModels(ctx: RequestContext): readonly ServedModel[] {
     const served: ServedModel[] = [];
-    for (const group of this.planOf(ctx).groups) {
-      for (const s of group.served) {
-        const model = s.model ?? ctx.model;
+    const plan = this.planOf(ctx);
+    for (let step = 0; step < plan.groups.length; step++) {
+      for (const s of plan.groups[step]!.served) {
+        const model = s.model ?? this.modelOf(ctx, plan, step);
         if (model === undefined) continue;
         if (!served.some((m) => m.model === model && m.price === s.price))
           served.push({ model, price: s.price });
@@ -215,7 +218,9 @@ export class ModelRouter implements UpstreamSource {
     let firstError: unknown;
     for (; plan.step < plan.groups.length; plan.step++) {
       try {
-        return this.pool.acquireAmong(plan.groups[plan.step]!.members, exclude);
+        const endpoint = this.pool.acquireAmong(plan.groups[plan.step]!.members, exclude);
+        ctx.routedModel = this.modelOf(ctx, plan, plan.step);
+        return endpoint;
       } catch (err) {
         if (!(err instanceof LlmuxError) || err.code !== 'no_upstream_available') throw err;
         firstError ??= err;
@@ -261,20 +266,32 @@ export class ModelRouter implements UpstreamSource {
   private planOf(ctx: RequestContext): Plan {
     let plan = this.plans.get(ctx);
     if (plan === undefined) {
-      const group = this.groupFor(ctx.model);
-      plan = { groups: [group, ...this.fallbacksOf(group, ctx.fallbacksHeader)], step: 0 };
+      const { group, byGlob } = this.groupFor(ctx.model);
+      plan = { groups: [group, ...this.fallbacksOf(group, ctx.fallbacksHeader)], step: 0, byGlob };
       this.plans.set(ctx, plan);
     }
     return plan;
   }
 
-  private groupFor(model: string | undefined): ResolvedGroup {
-    if (model === undefined) return this.defaultGroup ?? this.groups[0]!;
+  /**
+   * The model asked of a deployment of the plan's group `step` that names none: the group's name
+   * (an alias is never sent upstream), or the client's model when a glob matched it (`gpt-4o-*`
+   * routes a family, each member by its own name). A request without a model keeps none.
+   */
+  private modelOf(ctx: RequestContext, plan: Plan, step: number): string | undefined {
+    if (ctx.model === undefined || (step === 0 && plan.byGlob)) return ctx.model;
+    return plan.groups[step]!.name;
+  }
+
+  private groupFor(model: string | undefined): { group: ResolvedGroup; byGlob: boolean } {
+    if (model === undefined) return { group: this.defaultGroup ?? this.groups[0]!, byGlob: true };
     const key = model.toLowerCase();
     const exact = this.exact.get(key);
-    if (exact !== undefined) return exact;
-    for (const { pattern, group } of this.globs) if (globMatches(pattern, key)) return group;
-    if (this.defaultGroup !== undefined) return this.defaultGroup;
+    if (exact !== undefined) return { group: exact, byGlob: false };
+    for (const { pattern, group } of this.globs)
+      if (globMatches(pattern, key)) return { group, byGlob: true };
+    // The default group serves a model it does not name as that model.
+    if (this.defaultGroup !== undefined) return { group: this.defaultGroup, byGlob: true };
     throw llmuxError('model_not_found', {
       message: `model ${JSON.stringify(model)} is not served here`,
       param: 'model',
