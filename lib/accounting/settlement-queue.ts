@@ -154,10 +154,10 @@ export class SettlementQueue {
         await this.store.settle(pending.reservationId, pending.settlement);
         this.counts.recovered++;
         failures = 0;
-        this.queue.shift();
+        this.forget(pending);
       } catch (err) {
         if (this.refused(err, pending.requestId)) {
-          this.queue.shift();
+          this.forget(pending);
           continue;
         }
         if (this.stop.signal.aborted) break;
@@ -174,6 +174,11 @@ export class SettlementQueue {
     }
     this.worker = undefined;
     this.notifyIdle();
+  }
+
+  /** Takes `pending` off the queue, unless a full queue gave it up while it was being tried. */
+  private forget(pending: Pending): void {
+    if (this.queue[0] === pending) this.queue.shift();
   }
 
   private done(): void {
