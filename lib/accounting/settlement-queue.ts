@@ -88,7 +88,9 @@ export class SettlementQueue {
 
   /** Resolves once nothing is being settled or waiting (for tests, and before a last read). */
   whenIdle(): Promise<void> {
-    if (this.inFlight === 0 && this.queue.length === 0) return Promise.resolve();
+    // After close, what is left in the queue will not move (as in notifyIdle).
+    if (this.inFlight === 0 && (this.queue.length === 0 || this.stop.signal.aborted))
+      return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
