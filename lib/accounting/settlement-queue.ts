@@ -97,11 +97,14 @@ export class SettlementQueue {
   /** Stops the worker after one last pass over the queue, within `timeoutMs`. Idempotent. */
   async close(timeoutMs = 5_000): Promise<void> {
     if (!this.stop.signal.aborted) {
-      const deadline = sleep(timeoutMs, this.stop.signal).catch(() => undefined);
+      const timeUp = new AbortController();
+      const deadline = sleep(timeoutMs, timeUp.signal).catch(() => undefined);
       await Promise.race([this.whenIdle(), deadline]);
       this.stop.abort();
+      // A store call that never returns must not hold close() past its time either.
+      await Promise.race([this.worker, deadline]);
+      timeUp.abort();
     }
-    await this.worker;
     if (this.queue.length > 0) {
       this.logger.error('settlements left unsettled at close', { pending: this.queue.length });
     }
