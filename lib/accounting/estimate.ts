@@ -35,12 +35,29 @@ export const anthropicImageTokens: ImageTokenFormula = (size) => {
   return Math.min(1_600, Math.ceil((size.width * fit * (size.height * fit)) / 750));
 };
 
-/** Tokens of plain text: ASCII at 3.5 characters a token (English runs higher), anything else one each. */
+/**
+ * Tokens of plain text: ASCII at 3.5 characters a token (English runs higher), but never fewer than
+ * its words (a tokenizer splits at spaces, so `a b c` is 3 tokens), anything else one each.
+ */
 export function textTokens(text: string): number {
   let ascii = 0;
+  let words = 0;
+  let inWord = false;
   const length = text.length;
-  for (let i = 0; i < length; i++) if (text.charCodeAt(i) < 0x80) ascii++;
-  return Math.ceil(ascii / 3.5) + (length - ascii);
+  for (let i = 0; i < length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) {
+      inWord = false;
+      continue;
+    }
+    ascii++;
+    if (code === 32 || (code >= 9 && code <= 13)) inWord = false;
+    else if (!inWord) {
+      inWord = true;
+      words++;
+    }
+  }
+  return Math.max(Math.ceil(ascii / 3.5), words) + (length - ascii);
 }
 
 /** Tokens of a JSON schema or other structure a model reads as text: 3 characters a token. */

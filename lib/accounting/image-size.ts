@@ -22,8 +22,10 @@ export function base64Head(text: string, maxBytes = MAX_HEADER_BYTES): Buffer {
 /** The decoded size in bytes of a base64 payload (a data URL's too), without decoding it. */
 export function base64Bytes(text: string): number {
   const comma = text.startsWith('data:') ? text.indexOf(',') : -1;
-  const length = text.length - (comma === -1 ? 0 : comma + 1);
-  return Math.floor((length * 3) / 4);
+  // The `=` padding at the end is not data.
+  let end = text.length;
+  while (end > comma + 1 && text.charCodeAt(end - 1) === 61 /* = */) end--;
+  return Math.floor(((end - comma - 1) * 3) / 4);
 }
 
 /** The size of a PNG, JPEG, GIF or WebP from its first bytes, or undefined. */

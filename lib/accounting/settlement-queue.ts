@@ -88,18 +88,23 @@ export class SettlementQueue {
 
   /** Resolves once nothing is being settled or waiting (for tests, and before a last read). */
   whenIdle(): Promise<void> {
-    if (this.inFlight === 0 && this.queue.length === 0) return Promise.resolve();
+    // After close, what is left in the queue will not move (as in notifyIdle).
+    if (this.inFlight === 0 && (this.queue.length === 0 || this.stop.signal.aborted))
+      return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Stops the worker after one last pass over the queue, within `timeoutMs`. Idempotent. */
   async close(timeoutMs = 5_000): Promise<void> {
     if (!this.stop.signal.aborted) {
-      const deadline = sleep(timeoutMs, this.stop.signal).catch(() => undefined);
+      const timeUp = new AbortController();
+      const deadline = sleep(timeoutMs, timeUp.signal).catch(() => undefined);
       await Promise.race([this.whenIdle(), deadline]);
       this.stop.abort();
+      // A store call that never returns must not hold close() past its time either.
+      await Promise.race([this.worker, deadline]);
+      timeUp.abort();
     }
-    await this.worker;
     if (this.queue.length > 0) {
       this.logger.error('settlements left unsettled at close', { pending: this.queue.length });
     }
@@ -154,10 +159,10 @@ export class SettlementQueue {
         await this.store.settle(pending.reservationId, pending.settlement);
         this.counts.recovered++;
         failures = 0;
-        this.queue.shift();
+        this.forget(pending);
       } catch (err) {
         if (this.refused(err, pending.requestId)) {
-          this.queue.shift();
+          this.forget(pending);
           continue;
         }
         if (this.stop.signal.aborted) break;
@@ -174,6 +179,11 @@ export class SettlementQueue {
     }
     this.worker = undefined;
     this.notifyIdle();
+  }
+
+  /** Takes `pending` off the queue, unless a full queue gave it up while it was being tried. */
+  private forget(pending: Pending): void {
+    if (this.queue[0] === pending) this.queue.shift();
   }
 
   private done(): void {

@@ -109,11 +109,12 @@ export function checkPrice(value: unknown, what: string): ModelPrice {
 export function costOf(price: ModelPrice, usage: Usage): number {
   const prompt = tokenCount(usage.promptTokens) ?? 0;
   const completion = tokenCount(usage.completionTokens) ?? 0;
-  const cached = Math.min(usage.cachedTokens ?? 0, prompt);
-  const cacheWrite = Math.min(usage.cacheWriteTokens ?? 0, prompt - cached);
-  const audioIn = Math.min(usage.audioPromptTokens ?? 0, prompt - cached - cacheWrite);
-  const reasoning = Math.min(usage.reasoningTokens ?? 0, completion);
-  const audioOut = Math.min(usage.audioCompletionTokens ?? 0, completion - reasoning);
+  // A class a host set itself is read like a total: a negative or NaN count is none.
+  const cached = Math.min(tokenCount(usage.cachedTokens) ?? 0, prompt);
+  const cacheWrite = Math.min(tokenCount(usage.cacheWriteTokens) ?? 0, prompt - cached);
+  const audioIn = Math.min(tokenCount(usage.audioPromptTokens) ?? 0, prompt - cached - cacheWrite);
+  const reasoning = Math.min(tokenCount(usage.reasoningTokens) ?? 0, completion);
+  const audioOut = Math.min(tokenCount(usage.audioCompletionTokens) ?? 0, completion - reasoning);
   const tier =
     price.longContext !== undefined && prompt > price.longContext.aboveInputTokens
       ? price.longContext

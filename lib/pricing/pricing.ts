@@ -44,15 +44,15 @@ export class Pricing {
 
   /** The price of `model`, or undefined (counted) when it has none. */
   priceOf(model: string | undefined): ModelPrice | undefined {
-    const price =
-      model === undefined ? undefined : (this.table.get(model) ?? this.lowerCase.get(model.toLowerCase()));
+    // By the lower-case name only: a host's `GPT-4o` must win over the catalog's `gpt-4o` in any case.
+    const price = model === undefined ? undefined : this.lowerCase.get(model.toLowerCase());
     if (price === undefined) this.unknown++;
     return price;
   }
 
   /** True when `model` has a price. */
   has(model: string | undefined): boolean {
-    return model !== undefined && (this.table.has(model) || this.lowerCase.has(model.toLowerCase()));
+    return model !== undefined && this.lowerCase.has(model.toLowerCase());
   }
 
   /** USD for `usage` on `model`, every class at its rate; undefined when the model has no price. */
