@@ -182,6 +182,22 @@ describe('modelRouter through the preset', () => {
     expect(secondary.requests).toHaveLength(0);
   });
 
+  it('lists its groups and exact aliases at GET /v1/models, asking no upstream', async () => {
+    const app = start(twoGroups());
+    const auth = { authorization: `Bearer ${secret}` };
+    const list = await request(app).get('/v1/models').set(auth);
+    expect(list.status).toBe(200);
+    expect(list.body.object).toBe('list');
+    expect(list.body.data.map((m: { id: string }) => m.id)).toEqual(['gpt-4o', 'smart', 'backup']);
+    const one = await request(app).get('/v1/models/Smart').set(auth);
+    expect(one.body).toEqual({ id: 'Smart', object: 'model', created: 0, owned_by: 'llmux' });
+    const none = await request(app).get('/v1/models/claude-opus-4').set(auth);
+    expect(none.status).toBe(404);
+    expect(none.body.error.code).toBe('model_not_found');
+    expect((await request(app).get('/v1/models')).status).toBe(401);
+    expect(primary.requests).toHaveLength(0);
+  });
+
   it('answers 404 model_not_found for a model no group serves, before anything is reserved or sent', async () => {
     const app = start(twoGroups());
     const res = await post(app, chat('claude-opus-4'));

@@ -73,7 +73,7 @@ export type {
   UpstreamSource,
 } from './upstream/source.js';
 export { ModelRouter, modelRouter } from './upstream/router.js';
-export type { ModelDeployment, ModelGroup, ModelRouterOptions } from './upstream/router.js';
+export type { ModelDeployment, ModelGroup, ModelRouterOptions, RoutedModelEntry } from './upstream/router.js';
 export { readRateLimits } from './upstream/rate-limits.js';
 export type { UpstreamRateLimits } from './upstream/rate-limits.js';
 export { DEFAULT_RESPONSE_HEADERS, MODEL_HEADER } from './upstream/answer-headers.js';

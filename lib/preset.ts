@@ -1,10 +1,11 @@
 // The preset: one Express Router that mounts the llmux pieces in the recommended order for the
 // OpenAI routes. Hosts that want another order mount the middlewares one by one.
+import { ModelRouter } from './upstream/router.js';
 import { OptionReader } from './options.js';
 import express from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ensureContext } from './context.js';
-import { errors, sendError } from './errors/llmux-error.js';
+import { errors, llmuxError, sendError } from './errors/llmux-error.js';
 import type { LlmuxMetrics, WatchablePool } from './metrics/metrics.js';
 import type { RequestTracker } from './tracking/tracker.js';
 import { bodyLimit, type BodyLimitOptions } from './middleware/body-limit.js';
@@ -111,7 +112,11 @@ export function llmux(options: LlmuxOptions): LlmuxRouter {
   const routes = new RouteTable(resolveProtocols(read, options.protocols));
   const source = protocolSources(read, defaultSource, options.upstreams);
   const relay = streamRelay({ ...read.object('relay', options.relay), upstream: source });
-  const models = passthrough({ target: defaultSource });
+  // A model router lists its own models; anything else asks the upstream.
+  const models =
+    defaultSource instanceof ModelRouter
+      ? routedModels(defaultSource)
+      : passthrough({ target: defaultSource });
   const limit = bodyLimit({ ...read.object('body', options.body), parse: 'json' });
   // A source that routes models tells key auth what a request may be served as.
   const auth =
@@ -235,6 +240,38 @@ function underV1(path: string): boolean {
   return (
     path.charCodeAt(0) === 47 && (path.charCodeAt(1) | 0x20) === 118 /* v */ && path.charCodeAt(2) === 49
   );
+}
+
+/** Answers `GET /v1/models` and `/v1/models/{id}` from a model router's groups and aliases. */
+function routedModels(router: ModelRouter): Middleware {
+  return function llmuxRoutedModels(req: IncomingMessage, res: ServerResponse): void {
+    const path = pathOf(req.url ?? '/');
+    const id = path === '/v1/models' ? undefined : safeDecode(path.slice('/v1/models/'.length));
+    const body = id === undefined ? router.listModels() : router.listModels(id);
+    if (body === undefined) {
+      sendError(
+        res,
+        llmuxError('model_not_found', {
+          message: `model ${JSON.stringify(id)} is not served here`,
+          param: 'model',
+        }),
+      );
+      return;
+    }
+    const json = JSON.stringify(body);
+    res.statusCode = 200;
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.setHeader('Content-Length', Buffer.byteLength(json));
+    res.end(req.method === 'HEAD' ? undefined : json);
+  };
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** `GET` (or `HEAD`) of `/v1/models` or `/v1/models/{one segment}`. */

@@ -68,6 +68,14 @@ export interface ModelRouterOptions {
   random?: () => number;
 }
 
+/** One model of {@link ModelRouter.listModels}, in OpenAI's shape. */
+export interface RoutedModelEntry {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+}
+
 interface ResolvedGroup {
   readonly name: string;
   readonly members: readonly UpstreamHealth[];
@@ -111,6 +119,8 @@ export class ModelRouter implements UpstreamSource {
   readonly pool: UpstreamPool;
   private readonly groups: readonly ResolvedGroup[];
   private readonly exact = new Map<string, ResolvedGroup>();
+  /** Group names and exact aliases as written, in option order. */
+  private readonly exactNames = new Set<string>();
   private readonly globs: { pattern: string; group: ResolvedGroup }[] = [];
   private readonly defaultGroup: ResolvedGroup | undefined;
   private readonly clientFallbacks: boolean;
@@ -179,6 +189,7 @@ export class ModelRouter implements UpstreamSource {
           read.fail(`groups.${spec.name}.models`, `names no other group has (${owner.name} has it)`, model);
         }
         this.exact.set(key, group);
+        this.exactNames.add(model);
       }
     }
     this.defaultGroup =
@@ -246,6 +257,23 @@ export class ModelRouter implements UpstreamSource {
     if (plan.step + 1 >= plan.groups.length) return false;
     plan.step++;
     return true;
+  }
+
+  /**
+   * The models this router serves, as OpenAI's `GET /v1/models` lists them: each group's name and
+   * its exact aliases (globs are not models). With `id`, that one model, or undefined.
+   */
+  listModels(): { object: 'list'; data: RoutedModelEntry[] };
+  listModels(id: string): RoutedModelEntry | undefined;
+  listModels(id?: string): { object: 'list'; data: RoutedModelEntry[] } | RoutedModelEntry | undefined {
+    const entry = (name: string): RoutedModelEntry => ({
+      id: name,
+      object: 'model',
+      created: 0,
+      owned_by: 'llmux',
+    });
+    if (id !== undefined) return this.exact.has(id.toLowerCase()) ? entry(id) : undefined;
+    return { object: 'list', data: [...this.exactNames].map(entry) };
   }
 
   /** Every deployment, as `UpstreamPool.status()`. */
