@@ -111,8 +111,11 @@ function parseField(data: string, ...path: string[]): unknown {
   return value;
 }
 
-/** Anthropic's error type for a status, as its SDKs map them to error classes. */
-function anthropicTypeOf(status: number): string {
+/**
+ * Anthropic's error type for a status, as its SDKs map them to error classes: the one table of
+ * llmux's Anthropic errors and of the mock upstream's.
+ */
+export function anthropicErrorType(status: number): string {
   switch (status) {
     case 400:
       return 'invalid_request_error';
@@ -144,7 +147,7 @@ function anthropicTypeOf(status: number): string {
  */
 function anthropicError(err: LlmuxError): { status: number; error: Record<string, unknown> } {
   const status = err.type === 'overloaded_error' ? 529 : err.status;
-  return { status, error: { type: anthropicTypeOf(status), message: err.message, code: err.code } };
+  return { status, error: { type: anthropicErrorType(status), message: err.message, code: err.code } };
 }
 
 function positiveInteger(value: unknown): number | undefined {
