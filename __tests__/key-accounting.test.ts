@@ -117,6 +117,19 @@ describe.each(expressVersions)('keyAuth accounting on %s', (_label, express) => 
     expect(await spendOf(key.id)).toBe(2);
   });
 
+  it('bills a JSON answer that came without usage at its reservation, never at zero', async () => {
+    const { store, key, secret } = await storeWithKey();
+    const { app, spendOf } = gateway(store);
+    mock.enqueue({ chunks: 2, omitUsage: true });
+    const res = await request(app)
+      .post('/v1/chat/completions')
+      .set('x-api-key', secret)
+      .send(chat({ max_tokens: 5 }));
+    expect(res.status).toBe(200);
+    // What it cost is unknown: the 5 output tokens it could have used, at $1 each.
+    expect(await spendOf(key.id)).toBe(5);
+  });
+
   it('bills a stream the client abandoned for what it received, once', async () => {
     const { store, key, secret } = await storeWithKey();
     const { app, spendOf } = gateway(store);

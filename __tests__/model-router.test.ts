@@ -232,6 +232,15 @@ describe('modelRouter through the preset', () => {
     expect(tracker.models()).toEqual(['gpt-4o-mini']);
   });
 
+  it("keeps the upstream's request id in the record, and answers with it when the client sent none", async () => {
+    const app = start(twoGroups());
+    primary.enqueue({ headers: { 'x-request-id': 'req_upstream_1' }, usage: USAGE });
+    const res = await post(app, chat('gpt-4o'));
+    expect(res.headers['x-request-id']).toBe('req_upstream_1');
+    await tracker.whenRecorded();
+    expect(tracker.recent(1)[0]!.upstreamRequestId).toBe('req_upstream_1');
+  });
+
   it("bills a deployment's own price over the catalog's", async () => {
     const app = start({
       groups: [

@@ -66,6 +66,8 @@ export class RequestContext {
   routedModel: string | undefined = undefined;
   /** The price of the endpoint that served the request, when it has its own (undefined: the catalog's). */
   servedPrice: ModelPrice | undefined = undefined;
+  /** The upstream's id of the exchange that answered (its `x-request-id` or `request-id`). */
+  upstreamRequestId: string | undefined = undefined;
   /** True when `id` is the client's own `x-request-id`. */
   idFromClient = false;
   /** The client's `x-llmux-fallbacks` header, read by a model router that allows it. */

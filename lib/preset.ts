@@ -1,5 +1,5 @@
-// The preset: one Express Router that mounts the llmux pieces in the recommended order for the
-// OpenAI routes. Hosts that want another order mount the middlewares one by one.
+// The preset: one Express Router that mounts the llmux pieces in the recommended order for every
+// protocol's routes. Hosts that want another order mount the middlewares one by one.
 import { ModelRouter } from './upstream/router.js';
 import { OptionReader } from './options.js';
 import express from 'express';
@@ -64,7 +64,7 @@ export interface LlmuxOptions {
    */
   metrics?: LlmuxMetrics;
   /**
-   * A {@link RequestTracker}: the preset mounts its middleware, so every request on the OpenAI
+   * A {@link RequestTracker}: the preset mounts its middleware, so every request on the preset's
    * routes is recorded once (and handed to the tracker's sink). Default: none.
    */
   tracker?: RequestTracker;
@@ -90,9 +90,11 @@ export const RELAYED_ROUTES: readonly string[] = Object.freeze(
 );
 
 /**
- * An Express Router serving the OpenAI routes through llmux, in this order: request context →
- * body limit → key auth → concurrency gate (when configured) → stream relay, with `GET /v1/models` passed through, any other `/v1`
- * route answered 404 in the OpenAI error shape, and recovery as the last handler.
+ * An Express Router serving the protocols' routes (OpenAI Chat Completions, Completions,
+ * Embeddings and Responses; Anthropic Messages) through llmux, in this order: request context →
+ * body limit → key auth → concurrency gate (when configured) → stream relay. `GET /v1/models` is
+ * passed through (or answered from a model router's groups), any other `/v1` route is answered
+ * 404 in the OpenAI error shape, and recovery is the last handler.
  *
  * @example
  * const gateway = llmux({

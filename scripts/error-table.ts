@@ -10,7 +10,7 @@ export const TABLE_END = '<!-- errors:end -->';
 
 /** The row of errors the relay passes on from an upstream that refused the request itself. */
 const RELAYED_ROW =
-  "| 400/404/422 | the upstream's | the upstream's | the upstream refused the request (e.g. `context_length_exceeded`); its message is relayed, credentials redacted. Any 4xx but 401/403/408/429 keeps its status |";
+  "| 400/403/404/422 | the upstream's | the upstream's | the upstream refused the request (a model the relay's project cannot use, a bad parameter); its message is relayed, credentials redacted. Any 4xx but 401/408/413/429 and a context-length 400 keeps its status |";
 
 /** The table, sorted by status, then in catalog order. */
 export function renderErrorTable(): string {

@@ -7,7 +7,7 @@ import { usageOf, type Usage } from '../usage.js';
 
 /** How a request without a cap on its output is reserved for. */
 export interface OutputReserve {
-  /** Output tokens reserved per model, over the model's maximum. */
+  /** Output tokens reserved per model (names lower-cased, as pricing matches them), over the model's maximum. */
   readonly perModel: ReadonlyMap<string, number>;
   /** Reserved when neither the request nor the catalog says how much the model may write. */
   readonly fallbackTokens: number;
@@ -46,7 +46,9 @@ export function reservationOf(
     uncapped = cap === undefined;
     const perOutput =
       cap ??
-      (model === undefined ? undefined : reserve.perModel.get(model)) ??
+      (model === undefined || reserve.perModel.size === 0
+        ? undefined
+        : reserve.perModel.get(model.toLowerCase())) ??
       price.maxOutputTokens ??
       reserve.fallbackTokens;
     outputTokens = perOutput * protocol.outputCount(body);
@@ -64,14 +66,19 @@ function generates(ctx: RequestContext, body: Record<string, unknown>): boolean 
 
 /**
  * What to bill a request that ended: the usage the upstream reported; for an answer that will not
- * carry it (a background response), the whole reservation; for a stream that ended without it
+ * carry it (a background response) or did not (an upstream that reports no usage on a JSON
+ * answer it served), the whole reservation; for a stream that ended without it
  * (the client left, the upstream cut it), the prompt estimate plus the chunks relayed, at most the
  * output reserved; nothing when no byte of an answer reached the client.
  */
 export function billOf(ctx: RequestContext, reservation: Reservation, status: number): Usage {
   if (ctx.usage !== undefined) return ctx.usage;
   const body = ctx.body;
-  if (body !== undefined && status >= 200 && status < 300 && ctx.protocol.deferredUsage(body)) {
+  const served = status >= 200 && status < 300;
+  // A JSON answer went out whole without usage: what it cost is unknown, so it is billed as
+  // reserved, never a silent zero.
+  const unreported = served && ctx.firstByteAt !== undefined && !ctx.stream;
+  if (body !== undefined && served && (unreported || ctx.protocol.deferredUsage(body))) {
     return usageOf(reservation.promptTokens, reservation.outputTokens, {
       audioPromptTokens: reservation.audioPromptTokens,
     });

@@ -10,8 +10,9 @@ import { sleep } from '../retry/sleep.js';
 /** Options of the settlement queue (`keyAuth({ settlement })`). */
 export interface SettlementQueueOptions {
   /**
-   * Settlements waiting for the store at most; past it the oldest is given up (and logged): its
-   * reservation is then charged when it expires in the store. Default 10 000.
+   * Settlements waiting for the store at most; past it the oldest is given up (and logged and
+   * counted as dropped): on Redis its reservation is then charged when it expires; a memory
+   * store keeps the hold until restart. Default 10 000.
    */
   maxPending?: number;
   /** First wait before retrying a failed settlement, in ms; doubled each time. Default 100. */
@@ -133,7 +134,7 @@ export class SettlementQueue {
       const oldest = this.queue.shift()!;
       this.counts.dropped++;
       this.logger.error(
-        'settlement queue full: the oldest is given up; its reservation is charged when it expires',
+        'settlement queue full: the oldest is given up; its reservation stays held (charged at expiry on Redis)',
         {
           requestId: oldest.requestId,
           reservationId: oldest.reservationId,

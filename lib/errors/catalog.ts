@@ -256,7 +256,7 @@ export const ERROR_CATALOG = Object.freeze({
     type: 'upstream_error',
     message: "upstream rejected the relay's credentials",
     retryable: true,
-    when: "the upstream refused the relay's own key (401/403)",
+    when: "the upstream refused the relay's own key (401); the pool disables that key",
   },
   upstream_unreachable: {
     status: 502,

@@ -58,7 +58,7 @@ export interface KeyAuthOptions {
   /**
    * Output tokens reserved, per model, for a request that sets no cap of its own
    * (`max_tokens`, `max_completion_tokens`, `max_output_tokens`), instead of the model's maximum
-   * output from the catalog. Default: none.
+   * output from the catalog; model names match in any case. Default: none.
    */
   outputReserve?: Record<string, number>;
   /**
@@ -163,7 +163,7 @@ export function keyAuth(options: KeyAuthOptions): KeyAuth {
   const reserve: OutputReserve = {
     perModel: new Map(
       Object.entries(read.object('outputReserve', options.outputReserve)).map(([model, tokens]) => [
-        model,
+        model.toLowerCase(),
         read.positiveInteger(`outputReserve.${model}`, tokens),
       ]),
     ),

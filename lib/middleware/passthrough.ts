@@ -29,7 +29,8 @@ export interface PassthroughOptions {
    * Client headers forwarded upstream besides those that describe the body and the client
    * (`accept`, `accept-encoding`, `content-type`, `content-length`, `content-encoding`,
    * `transfer-encoding`, `user-agent`), lower-case; every other one (an `OpenAI-Organization`,
-   * an `X-Forwarded-For`) is dropped, as the relay does. Credentials never are. Default `['openai-beta']`.
+   * an `X-Forwarded-For`) is dropped, as the relay does. Credentials never are. Default: every
+   * protocol's own (`openai-beta`, `anthropic-version`, `anthropic-beta`).
    */
   forwardHeaders?: readonly string[];
 }

@@ -42,6 +42,8 @@ export interface RequestRecord {
   costUsd: number;
   /** The upstream that served the last attempt. */
   upstream: string | undefined;
+  /** The upstream's own id of that exchange (`x-request-id`, Anthropic's `request-id`), for its support. */
+  upstreamRequestId?: string;
   attempts: number;
 }
 
@@ -76,6 +78,7 @@ export function recordOf(
     audioCompletionTokens: usage?.audioCompletionTokens ?? 0,
     costUsd: ctx.costUsd ?? 0,
     upstream: ctx.upstream,
+    upstreamRequestId: ctx.upstreamRequestId,
     attempts: ctx.attempts,
   };
 }

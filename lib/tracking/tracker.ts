@@ -424,6 +424,7 @@ function copyRecord(record: Readonly<RequestRecord>): RequestRecord {
     audioCompletionTokens: record.audioCompletionTokens,
     costUsd: record.costUsd,
     upstream: record.upstream,
+    upstreamRequestId: record.upstreamRequestId,
     attempts: record.attempts,
   };
 }

@@ -245,7 +245,7 @@ async function singleAttempt(
     const sentAt = performance.now();
     const response = await requestUpstream(attemptIn, controller);
     if (!isResponse(response)) return response;
-    const facts = answerFacts(response, sentAt);
+    const facts = answerFacts(input.ctx, response, sentAt);
     return withFacts(await relayResponse(attemptIn, response, controller), facts);
   });
   settleAttempt(settings, input.ctx, endpoint, result.outcome);
@@ -327,7 +327,7 @@ async function hedgedAttempt(
     contender.response = await withClientSignal(clientSignal, controller, () =>
       requestUpstream(contender.input, controller),
     );
-    if (isResponse(contender.response)) contender.facts = answerFacts(contender.response, sentAt);
+    if (isResponse(contender.response)) contender.facts = answerFacts(ctx, contender.response, sentAt);
     if (winner === undefined && isResponse(contender.response)) {
       winner = contender;
       for (const other of contenders) if (other !== contender) other.controller.abort();

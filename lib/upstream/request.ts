@@ -47,7 +47,15 @@ export function relayResponse(
  * What the answer's headers tell of the upstream: its time to answer (from `sentAt`, a
  * `performance.now()`) and its rate-limit state.
  */
-export function answerFacts(response: Dispatcher.ResponseData, sentAt: number): AnswerFacts {
+export function answerFacts(
+  ctx: RequestContext,
+  response: Dispatcher.ResponseData,
+  sentAt: number,
+): AnswerFacts {
+  // The upstream's own id of the exchange (OpenAI's x-request-id, Anthropic's request-id), kept
+  // so a record can be matched with what the provider's support sees.
+  const id = response.headers['x-request-id'] ?? response.headers['request-id'];
+  if (typeof id === 'string') ctx.upstreamRequestId = id;
   return { latencyMs: performance.now() - sentAt, limits: readRateLimits(response.headers, Date.now()) };
 }
 

@@ -35,8 +35,9 @@ export interface ModelGroup {
   deployments: readonly ModelDeployment[];
   /**
    * Groups tried in order when this one cannot serve: every member cooling or at a limit, an
-   * attempt that failed before the first byte reached the client (429, 5xx, timeout, network),
-   * or a prompt over the model's context window. Default: none.
+   * attempt that failed before the first byte reached the client and that no retry in this group
+   * follows (429, 5xx, timeout, network, a refused relay key, an unreadable answer), or a prompt
+   * over the model's context window. Never on the request's own error. Default: none.
    */
   fallbacks?: readonly string[];
 }
