@@ -68,8 +68,9 @@ export interface StreamRelayOptions {
   /**
    * Upstream response headers passed to the client; a trailing `*` makes a prefix, `[]` passes
    * none. The upstream's `x-request-id` comes as `x-upstream-request-id` when the client sent its
-   * own (kept), else as `x-request-id`. Default: `x-request-id`, `request-id`,
-   * `openai-processing-ms`, `x-ratelimit-*`, `anthropic-ratelimit-*`.
+   * own (kept), else as `x-request-id`. An upstream's `x-llmux-*` never replaces the relay's
+   * own. Default: `x-request-id`, `request-id`, `openai-processing-ms`, `x-ratelimit-*`,
+   * `anthropic-ratelimit-*`.
    */
   forwardResponseHeaders?: readonly string[];
   /**

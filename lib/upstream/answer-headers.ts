@@ -35,6 +35,12 @@ const OWN_HEADERS: ReadonlySet<string> = new Set([
   'x-should-retry',
 ]);
 
+/**
+ * The relay's own headers (`x-llmux-model`, `x-llmux-cost-usd`): an upstream's of the same name
+ * (another relay in front of the model) never replaces them, whatever prefix the list allows.
+ */
+const OWN_PREFIX = 'x-llmux-';
+
 /** A resolved `forwardResponseHeaders`: exact names and prefixes. */
 export interface ResponseHeaderRule {
   readonly names: ReadonlySet<string>;
@@ -46,7 +52,8 @@ export function resolveResponseHeaders(
   read: OptionReader,
   value: readonly string[] | undefined,
 ): ResponseHeaderRule {
-  const list = value ?? DEFAULT_RESPONSE_HEADERS;
+  // Only an absent option means the default: `null` is refused, not read as "the default list".
+  const list = value === undefined ? DEFAULT_RESPONSE_HEADERS : value;
   if (
     !Array.isArray(list) ||
     !list.every((name) => typeof name === 'string' && /^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(name))
@@ -82,7 +89,7 @@ export function passedHeaders(
   if (rule.names.size === 0 && rule.prefixes.length === 0) return undefined;
   let passed: Record<string, string> | undefined;
   for (const name in upstream) {
-    if (!allowed(name, rule) || OWN_HEADERS.has(name)) continue;
+    if (!allowed(name, rule) || OWN_HEADERS.has(name) || name.startsWith(OWN_PREFIX)) continue;
     const value = upstream[name];
     if (value === undefined) continue;
     const as = name === 'x-request-id' && ctx.idFromClient ? UPSTREAM_REQUEST_ID_HEADER : name;

@@ -12,7 +12,10 @@ export interface UpstreamRateLimits {
    * tokens), from 0 (a window is spent) to 1.
    */
   readonly headroom: number;
-  /** ms until the window with the smallest share left resets; undefined when not reported. */
+  /**
+   * ms until the window with the smallest share left resets (the last of them to reset when
+   * several are equally short); undefined when not reported.
+   */
   readonly resetMs: number | undefined;
 }
 
@@ -57,13 +60,19 @@ export function readRateLimits(headers: Headers, nowMs: number): UpstreamRateLim
     const limit = numberOf(headers[window.limit]);
     const share =
       limit === undefined || limit <= 0 ? (remaining > 0 ? 1 : 0) : Math.min(1, remaining / limit);
-    if (share >= headroom) continue;
-    headroom = share;
+    if (share > headroom) continue;
     const reset = first(headers[window.reset]);
-    resetMs =
+    const windowResetMs =
       reset === undefined ? undefined : window.resetIsInstant ? instantMs(reset, nowMs) : durationMs(reset);
+    // Windows equally short (both spent): the upstream serves again once the last one resets.
+    resetMs = share === headroom ? laterOf(resetMs, windowResetMs) : windowResetMs;
+    headroom = share;
   }
   return headroom === Infinity ? undefined : { headroom, resetMs };
+}
+
+function laterOf(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.max(a, b);
 }
 
 function first(value: HeaderValue): string | undefined {
@@ -91,9 +100,12 @@ export function durationMs(text: string): number | undefined {
   return bound(total);
 }
 
+/** A date and a time, as RFC 3339 starts; Date.parse alone would read `1` as the year 2001. */
+const INSTANT = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}/;
+
 /** Anthropic's reset instants (RFC 3339), as ms from `nowMs`. */
 function instantMs(text: string, nowMs: number): number | undefined {
-  if (text.length > 64) return undefined;
+  if (text.length > 64 || !INSTANT.test(text)) return undefined;
   const at = Date.parse(text);
   return Number.isNaN(at) ? undefined : bound(at - nowMs);
 }
