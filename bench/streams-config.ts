@@ -15,7 +15,10 @@ export interface StreamSettings {
   chunksPerSecond: number;
   /** Length of every stream, s (chunks = rate x duration). BENCH_STREAMS_DURATION_S. */
   durationS: number;
-  /** Streams opened per second while a level ramps up. BENCH_STREAMS_RAMP_PER_S. */
+  /**
+   * Streams opened per second while a level ramps up. BENCH_STREAMS_RAMP_PER_S. Faster overflows the
+   * mock's accept queue (Node's default backlog of 511) when its event loop is busy: resets, not relay faults.
+   */
   rampPerSecond: number;
   /** Streams per load generator process. BENCH_STREAMS_PER_CLIENT. */
   streamsPerClient: number;
@@ -29,6 +32,13 @@ export interface StreamSettings {
   portkeyDir: string | undefined;
   /** `<scenario>@<level>`: that server runs with --cpu-prof. BENCH_STREAMS_CPU_PROF. */
   cpuProfile: string | undefined;
+  /**
+   * Run every level even after S0 (the mock and generators alone) could not keep the pace at one.
+   * BENCH_STREAMS_ALL_LEVELS=1.
+   */
+  allLevels: boolean;
+  /** Results go to bench/results/<name>.json, <name>-rss.svg, <name>-gap.svg. BENCH_STREAMS_OUT. */
+  outputName: string;
   /** The run gives up after this long, s. BENCH_WATCHDOG_S. */
   watchdogS: number;
 }
@@ -78,6 +88,10 @@ export function readStreamSettings(): StreamSettings {
   const portkeyDir = process.env.BENCH_STREAMS_PORTKEY || undefined;
   const defaultScenarios = ['S0', 'S1', 'S2', 'S4', ...(portkeyDir === undefined ? [] : ['PK'])];
   const scenarios = scenariosOf(envList('BENCH_STREAMS_SCENARIOS', defaultScenarios));
+  const outputName = process.env.BENCH_STREAMS_OUT;
+  if (outputName !== undefined && !/^[\w.-]+$/.test(outputName)) {
+    throw new TypeError(`bench: BENCH_STREAMS_OUT must be a plain file name, got ${outputName}`);
+  }
   if (scenarios.includes('PK') && portkeyDir === undefined) {
     throw new TypeError('bench: scenario PK needs BENCH_STREAMS_PORTKEY (see BENCHMARKS.md)');
   }
@@ -86,13 +100,15 @@ export function readStreamSettings(): StreamSettings {
     levels: levelsOf(envList('BENCH_STREAMS_LEVELS', quick ? ['200'] : ['1000', '5000', '10000'])),
     chunksPerSecond: envNumber('BENCH_STREAMS_RATE', 30),
     durationS: envNumber('BENCH_STREAMS_DURATION_S', quick ? 3 : 20),
-    rampPerSecond: envNumber('BENCH_STREAMS_RAMP_PER_S', 2_000),
+    rampPerSecond: envNumber('BENCH_STREAMS_RAMP_PER_S', 1_000),
     streamsPerClient: envNumber('BENCH_STREAMS_PER_CLIENT', 2_500),
     scenarios,
     behindMs: envNumber('BENCH_STREAMS_BEHIND_MS', 5),
     warmUpStreams: envNumber('BENCH_STREAMS_WARMUP', quick ? 50 : 300),
     portkeyDir,
     cpuProfile: process.env.BENCH_STREAMS_CPU_PROF || undefined,
+    allLevels: process.env.BENCH_STREAMS_ALL_LEVELS === '1',
+    outputName: process.env.BENCH_STREAMS_OUT || (quick ? 'streams-quick' : 'streams'),
     watchdogS: envNumber('BENCH_WATCHDOG_S', quick ? 120 : 1_500),
   };
 }

@@ -76,6 +76,21 @@ export interface Analysis {
   targets: StreamTarget[];
 }
 
+/** Levels not run because S0 could not keep the pace at a lower one. */
+export interface Skipped {
+  levels: number[];
+  after: number;
+  s0DeliveredShare: number;
+}
+
+export function skippedLine(skipped: Skipped): string {
+  return (
+    `skipped levels ${skipped.levels.join(', ')}: at ${skipped.after} streams the mock and the generators alone (S0) ` +
+    `delivered ${(skipped.s0DeliveredShare * 100).toFixed(0)}% of the pace (or lost streams), so higher levels would ` +
+    'measure this machine, not the relays (BENCH_STREAMS_ALL_LEVELS=1 runs them anyway)'
+  );
+}
+
 export interface ReportHeader {
   date: string;
   command: string;
@@ -217,6 +232,7 @@ export function report(
   header: ReportHeader,
   settings: StreamSettings,
   runs: readonly RunFigures[],
+  skipped: Skipped | undefined,
 ): { text: string; analysis: Analysis } {
   const sorted = [...runs].sort(
     (a, b) =>
@@ -254,6 +270,7 @@ export function report(
     runTable(sorted, analysis),
     '',
     `falls behind (added gap p99 > ${settings.behindMs} ms, for S0 its own gap p99 > pace + ${settings.behindMs} ms, or a stream lost or late): ${behind}`,
+    ...(skipped === undefined || skipped.levels.length === 0 ? [] : [skippedLine(skipped)]),
     ...(failures.length === 0
       ? ['every stream of every run ended complete, in order, with [DONE]']
       : ['failures:', ...failures]),
