@@ -35,6 +35,23 @@ export function checkProc(): void {
   }
 }
 
+/**
+ * Connections the kernel dropped because a listening socket's accept queue was full (TcpExt
+ * ListenOverflows, this network namespace, every process): the client retries a second or more
+ * later. 0 when /proc/net/netstat cannot be read.
+ */
+export function listenOverflows(): number {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+    const names = lines.find((line) => line.startsWith('TcpExt:'))?.split(' ') ?? [];
+    const values = lines.filter((line) => line.startsWith('TcpExt:'))[1]?.split(' ') ?? [];
+    const at = names.indexOf('ListenOverflows');
+    return at === -1 ? 0 : Number(values[at] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
 /** The process's RSS and CPU time now; throws when it is gone. */
 export function procSample(pid: number): ProcSample {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -30,10 +30,19 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'ho
 
 export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
+/**
+ * Pending connections a server's accept queue holds (Linux caps it at net.core.somaxconn). Node's
+ * default, 511, overflows when thousands of streams open within a second while the event loop is
+ * busy: the kernel then drops the handshake and the client retries a second or more later.
+ */
+const LISTEN_BACKLOG = 4_096;
+
 export function listen(handler: Handler): Promise<http.Server> {
   const server = http.createServer(handler);
   server.keepAliveTimeout = KEEP_ALIVE_MS;
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+  return new Promise((resolve) =>
+    server.listen({ port: 0, host: '127.0.0.1', backlog: LISTEN_BACKLOG }, () => resolve(server)),
+  );
 }
 
 function fail(res: http.ServerResponse, err: unknown): void {

@@ -17,6 +17,7 @@ class Run implements StreamSink {
   readonly gaps = new Histogram();
   readonly firstChunks = new Histogram();
   chunks = 0;
+  flowing = 0;
   private readonly outcomes: Record<StreamOutcome, number> = {
     ok: 0,
     status: 0,
@@ -58,7 +59,7 @@ class Run implements StreamSink {
   }
 
   count(): ClientCount {
-    return { chunks: this.chunks, open: this.sent - this.endedCount };
+    return { chunks: this.chunks, open: this.sent - this.endedCount, flowing: this.flowing };
   }
 
   async result(): Promise<ClientResult> {
@@ -109,7 +110,7 @@ process.on('message', (msg: ClientRequest) => {
     run = new Run(msg);
     process.send?.({ type: 'running' });
   } else if (msg.type === 'count') {
-    process.send?.(run?.count() ?? { chunks: 0, open: 0 });
+    process.send?.(run?.count() ?? { chunks: 0, open: 0, flowing: 0 });
   } else if (run !== undefined) {
     run.result().then(
       (result) => process.send?.(result),

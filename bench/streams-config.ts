@@ -145,6 +145,8 @@ export interface ClientCount {
   chunks: number;
   /** Streams sent and not ended. */
   open: number;
+  /** Streams whose first content chunk arrived and that have not ended. */
+  flowing: number;
 }
 
 export interface ClientResult {

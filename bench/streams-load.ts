@@ -76,6 +76,8 @@ export interface StreamSink {
   readonly firstChunks: Histogram;
   /** Content chunks received, all streams together. */
   chunks: number;
+  /** Streams that received their first content chunk and have not ended. */
+  flowing: number;
   /** Called once per stream; `detail` says what went wrong when it did not end `ok`. */
   ended(outcome: StreamOutcome, detail: string): void;
 }
@@ -205,8 +207,10 @@ export class CheckedStream implements Dispatcher.DispatchHandler {
       index = index * 10 + code - CHAR_0;
     }
     if (index !== this.next) return this.mark('order', `chunk tok${index} where tok${this.next} was due`);
-    if (this.next === 0) this.sink.firstChunks.record((now - this.startedAt) * 1_000);
-    else this.sink.gaps.record((now - this.lastChunkAt) * 1_000);
+    if (this.next === 0) {
+      this.sink.firstChunks.record((now - this.startedAt) * 1_000);
+      this.sink.flowing++;
+    } else this.sink.gaps.record((now - this.lastChunkAt) * 1_000);
     this.lastChunkAt = now;
     this.next++;
     this.sink.chunks++;
@@ -225,6 +229,7 @@ export class CheckedStream implements Dispatcher.DispatchHandler {
 
   private end(outcome: StreamOutcome): void {
     this.finished = true;
+    if (this.next > 0) this.sink.flowing--;
     this.sink.ended(outcome, this.detail);
   }
 }

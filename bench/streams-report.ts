@@ -28,9 +28,16 @@ export interface RunFigures {
   gapMaxMs: number;
   firstChunkP50Ms: number;
   firstChunkP99Ms: number;
+  /** Streams flowing while RSS and CPU were read (the mean of the window's two ends). */
+  openInPlateau: number;
+  /** When that window opened, s after the first stream was sent. */
+  plateauStartS: number;
+  /** Handshakes the kernel dropped during the run because an accept queue was full (any process). */
+  listenOverflows: number;
   idleRssMiB: number;
-  /** Median of the RSS samples while every stream was open. */
+  /** Median of the RSS samples of that window. */
   plateauRssMiB: number;
+  /** (plateauRssMiB - idleRssMiB) / openInPlateau. */
   rssPerStreamKiB: number;
   /** Server CPU time per 1,000 content chunks delivered, while every stream was open. */
   cpuMsPer1kChunks: number;
@@ -38,7 +45,7 @@ export interface RunFigures {
   serverCpuShare: number;
   mockCpuShare: number;
   generatorCpuShare: number;
-  /** Chunks delivered over the plateau / chunks the pace offers (streams x 1000 / paceMs per s). */
+  /** Chunks delivered over the window / chunks the pace offers the streams open in it (1000 / paceMs per s each). */
   deliveredShare: number;
   plateauS: number;
   wallS: number;
@@ -178,6 +185,7 @@ function runTable(runs: readonly RunFigures[], analysis: Analysis): string {
     'gap p99 ms',
     '+p99 vs S0',
     '1st p99 ms',
+    'open',
     'RSS idle MiB',
     'RSS open MiB',
     'KiB/stream',
@@ -190,6 +198,7 @@ function runTable(runs: readonly RunFigures[], analysis: Analysis): string {
     'mock CPU',
     'gen CPU',
     'delivered',
+    'drops',
   ];
   const rows = runs.map((run) => {
     const a = analysis.runs.find((r) => r.scenario === run.scenario && r.level === run.level)!;
@@ -203,6 +212,7 @@ function runTable(runs: readonly RunFigures[], analysis: Analysis): string {
       fmt(run.gapP99Ms, 1),
       fmt(a.addedGapP99Ms, 1),
       fmt(run.firstChunkP99Ms, 0),
+      String(run.openInPlateau),
       fmt(run.idleRssMiB, 0),
       fmt(run.plateauRssMiB, 0),
       fmt(run.rssPerStreamKiB, 1),
@@ -215,6 +225,7 @@ function runTable(runs: readonly RunFigures[], analysis: Analysis): string {
       pct(run.mockCpuShare),
       pct(run.generatorCpuShare),
       pct(run.deliveredShare),
+      String(run.listenOverflows),
     ];
   });
   return table(header, rows);
@@ -263,9 +274,11 @@ export function report(
     'Every figure shares 2 cores among the server, the mock and the generators: server CPU, mock CPU and gen CPU ' +
       'are shares of one core while every stream was open (the window RSS and CPU are read in).',
     "+p99 vs S0 = p99 of the gaps between content chunks as the client read them, minus S0's at the same level " +
-      '(same mock, same generators, no relay). KiB/stream = (median RSS while every stream was open - idle RSS ' +
-      "after warm-up) / streams; for S0 it is the mock's. CPU ms/1k chunks = server CPU time per 1,000 chunks " +
-      'delivered over that window. delivered = chunks delivered / chunks the pace offers over that window.',
+      '(same mock, same generators, no relay). open = streams flowing in the window RSS and CPU are read in (it ' +
+      'opens once every stream flows). KiB/stream = (median RSS in that window - idle RSS after warm-up and a GC) ' +
+      "/ open; for S0 it is the mock's. CPU ms/1k chunks = server CPU time per 1,000 chunks delivered in that " +
+      'window. delivered = chunks delivered / chunks the pace offers the open streams in that window. drops = ' +
+      'handshakes the kernel dropped during the run because an accept queue was full (any process on the machine).',
     '',
     runTable(sorted, analysis),
     '',

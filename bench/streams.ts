@@ -15,7 +15,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { checkProc, procSample, type ProcSample } from './proc-stats.js';
+import { checkProc, listenOverflows, procSample, type ProcSample } from './proc-stats.js';
 import {
   checkFileLimit,
   killServers,
@@ -45,6 +45,8 @@ const SETTLE_MS = 500;
 const WARM_UP_CONCURRENCY = 50;
 const WARM_UP_CHUNKS = 50;
 const SAMPLE_EVERY_MS = 250;
+/** The shortest window in which RSS and CPU are read with every stream open. */
+const MIN_PLATEAU_MS = 2_000;
 const PORTKEY_START_TIMEOUT_MS = 30_000;
 const MIB = 1024 * 1024;
 
@@ -204,6 +206,7 @@ class WarmUpSink implements StreamSink {
   readonly gaps = new Histogram();
   readonly firstChunks = new Histogram();
   chunks = 0;
+  flowing = 0;
   ok = 0;
   readonly failures: string[] = [];
   private resolveEnd: (() => void) | undefined;
@@ -235,7 +238,7 @@ async function warmUp(settings: StreamSettings, target: Target, scenario: Stream
       if (sink.failures.length > 0) {
         const hint =
           scenario === 'PK'
-            ? ' (Portkey 1.15 answers streams with a 500 under @hono/node-server >= 1.19: see BENCHMARKS.md)'
+            ? ' (Portkey 1.15 answers streams with a 500 under @hono/node-server 1.14.2 and later, Portkey-AI/gateway#1389: see BENCHMARKS.md)'
             : '';
         throw new Error(`warm-up of ${scenario}: ${sink.failures[0]}${hint}`);
       }
@@ -259,6 +262,8 @@ interface Reading {
   mock: ProcSample;
   generators: ProcSample;
   chunks: number;
+  /** Streams whose first chunk arrived and that have not ended. */
+  flowing: number;
 }
 
 function sumSamples(samples: readonly ProcSample[]): ProcSample {
@@ -280,6 +285,7 @@ async function readAll(
     mock: procSample(mock.pid),
     generators: sumSamples(clients.map((c) => procSample(c.pid))),
     chunks: counts.reduce((sum, c) => sum + c.chunks, 0),
+    flowing: counts.reduce((sum, c) => sum + c.flowing, 0),
   };
 }
 
@@ -359,6 +365,7 @@ async function runOne(context: RunContext, scenario: StreamScenario, level: numb
     await sleep(SETTLE_MS);
     const idle = procSample(target.pid);
     const request = streamRequest(plan.chunks, plan.chunkDelayMs, target.headers);
+    const overflowsBefore = listenOverflows();
     const startAtMs = Date.now() + START_DELAY_MS;
     const offsets = offsetsOf(level, plan.rampMs, clientCount);
     await Promise.all(
@@ -374,20 +381,27 @@ async function runOne(context: RunContext, scenario: StreamScenario, level: numb
       ),
     );
     const rss: { atMs: number; rssMiB: number }[] = [];
+    // The window opens once every stream flows (a stream whose handshake was dropped starts late),
+    // or when only MIN_PLATEAU_MS is left before the first streams end.
+    const latestStartMs = Math.max(plan.plateauStartMs, plan.plateauEndMs - MIN_PLATEAU_MS);
     let plateauStart: Reading | undefined;
     let plateauEnd: Reading | undefined;
     for (let at = 0; at <= plan.plateauEndMs; at += SAMPLE_EVERY_MS) {
       await sleep(Math.max(0, startAtMs + at - Date.now()));
       rss.push({ atMs: at, rssMiB: procSample(target.pid).rssBytes / MIB });
-      if (plateauStart === undefined && at >= plan.plateauStartMs)
-        plateauStart = await readAll(target, mock, clients);
-      if (at + SAMPLE_EVERY_MS > plan.plateauEndMs) plateauEnd = await readAll(target, mock, clients);
+      if (plateauStart === undefined && at >= plan.plateauStartMs) {
+        const reading = await readAll(target, mock, clients);
+        if (reading.flowing === level || at >= latestStartMs) plateauStart = reading;
+      }
+      if (plateauStart !== undefined && at + SAMPLE_EVERY_MS > plan.plateauEndMs)
+        plateauEnd = await readAll(target, mock, clients);
     }
     const results = await Promise.all(
       clients.map((c) => c.ask<ClientResult>({ type: 'result' }, plan.timeoutMs + 30_000)),
     );
     const wallMs = Date.now() - startAtMs;
-    const plateauRss = rss.filter((s) => s.atMs >= plan.plateauStartMs && s.atMs <= plan.plateauEndMs);
+    const from = plateauStart!.atMs - startAtMs;
+    const plateauRss = rss.filter((s) => s.atMs >= from && s.atMs <= plan.plateauEndMs);
     return figuresOf(scenario, level, plan, {
       idle,
       plateauStart: plateauStart!,
@@ -396,6 +410,8 @@ async function runOne(context: RunContext, scenario: StreamScenario, level: numb
       rss,
       results,
       wallMs,
+      startAtMs,
+      listenOverflows: listenOverflows() - overflowsBefore,
     });
   } finally {
     await Promise.all([...clients.map((c) => c.stop()), target.stop()]);
@@ -411,6 +427,8 @@ interface RunReadings {
   rss: { atMs: number; rssMiB: number }[];
   results: ClientResult[];
   wallMs: number;
+  startAtMs: number;
+  listenOverflows: number;
 }
 
 function figuresOf(scenario: StreamScenario, level: number, plan: LevelPlan, r: RunReadings): RunFigures {
@@ -430,6 +448,8 @@ function figuresOf(scenario: StreamScenario, level: number, plan: LevelPlan, r: 
   const { plateauStart: a, plateauEnd: b } = r;
   const plateauWallUs = (b.atMs - a.atMs) * 1_000;
   const plateauChunks = b.chunks - a.chunks;
+  // Streams open over the window (all of them, unless some started late or ended early).
+  const openInPlateau = Math.max(1, Math.round((a.flowing + b.flowing) / 2));
   const ms = (us: number) => us / 1_000;
   return {
     scenario,
@@ -450,13 +470,17 @@ function figuresOf(scenario: StreamScenario, level: number, plan: LevelPlan, r: 
     firstChunkP99Ms: ms(firstChunks.percentile(99)),
     idleRssMiB: r.idle.rssBytes / MIB,
     plateauRssMiB: r.plateauRssMiB,
-    rssPerStreamKiB: ((r.plateauRssMiB - r.idle.rssBytes / MIB) * 1024) / level,
+    openInPlateau,
+    plateauStartS: (a.atMs - r.startAtMs) / 1_000,
+    listenOverflows: r.listenOverflows,
+    rssPerStreamKiB: ((r.plateauRssMiB - r.idle.rssBytes / MIB) * 1024) / openInPlateau,
     // CPU ms per 1,000 chunks = CPU µs per chunk.
     cpuMsPer1kChunks: plateauChunks > 0 ? (b.target.cpuUs - a.target.cpuUs) / plateauChunks : NaN,
     serverCpuShare: (b.target.cpuUs - a.target.cpuUs) / plateauWallUs,
     mockCpuShare: (b.mock.cpuUs - a.mock.cpuUs) / plateauWallUs,
     generatorCpuShare: (b.generators.cpuUs - a.generators.cpuUs) / plateauWallUs,
-    deliveredShare: plateauChunks / ((plateauWallUs / 1_000_000) * level * (1_000 / plan.chunkDelayMs)),
+    deliveredShare:
+      plateauChunks / ((plateauWallUs / 1_000_000) * openInPlateau * (1_000 / plan.chunkDelayMs)),
     plateauS: plateauWallUs / 1_000_000,
     wallS: r.wallMs / 1_000,
     rss: r.rss,
