@@ -62,24 +62,29 @@ export interface ServerStart {
   fileLimit?: number;
 }
 
+/** The hard limit of open files (`ulimit -Hn`), or undefined when it cannot be read or is unlimited. */
+export function hardFileLimit(): number | undefined {
+  try {
+    const limit = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim());
+    return Number.isSafeInteger(limit) ? limit : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Throws unless a child can be given `count` open files: a shell raises its own limit (soft and
- * hard; raising the hard one takes root or a higher `ulimit -Hn`) and children inherit it.
+ * hard; raising the hard one takes root with CAP_SYS_RESOURCE) and children inherit it. `hint`
+ * ends the error message (what to lower).
  */
-export function checkFileLimit(count: number): void {
+export function checkFileLimit(count: number, hint = ''): void {
   try {
     execFileSync('sh', ['-c', `ulimit -n ${count}`], { stdio: 'ignore' });
   } catch {
-    let hard = 'unknown';
-    try {
-      hard = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
-    } catch {
-      // keep 'unknown'
-    }
     throw new Error(
-      `bench: a child needs ${count} open files, and the hard limit is ${hard} (ulimit -Hn) and cannot be ` +
-        'raised by this user: run as root, raise the limit (e.g. /etc/security/limits.conf, or ' +
-        '`ulimit -Hn` in a root shell before su), or lower the levels',
+      `bench: a child needs ${count} open files; the hard limit is ${hardFileLimit() ?? 'unknown'} (ulimit -Hn) ` +
+        'and cannot be raised here (that takes root with CAP_SYS_RESOURCE; or raise it in ' +
+        `/etc/security/limits.conf or the container's settings)${hint === '' ? '' : `. ${hint}`}`,
     );
   }
 }

@@ -18,6 +18,7 @@ import { Pool } from 'undici';
 import { checkProc, listenOverflows, procSample, type ProcSample } from './proc-stats.js';
 import {
   checkFileLimit,
+  hardFileLimit,
   killServers,
   pinProcesses,
   ServerProcess,
@@ -49,6 +50,10 @@ const SAMPLE_EVERY_MS = 250;
 const MIN_PLATEAU_MS = 2_000;
 const PORTKEY_START_TIMEOUT_MS = 30_000;
 const MIB = 1024 * 1024;
+/** A relay holds two sockets per stream: the client's and the upstream's. */
+const FILES_PER_STREAM = 2;
+/** Files a server holds beside its streams (an idle relay child: about 30), with a margin. */
+const FILES_BESIDE_STREAMS = 128;
 
 /** What a level's streams ask for: the body marker makes the mock pace them. */
 function streamRequest(chunks: number, chunkDelayMs: number, extraHeaders: Record<string, string>) {
@@ -523,9 +528,14 @@ async function main(): Promise<void> {
   armWatchdog(settings.watchdogS);
   checkProc();
   const maxLevel = Math.max(...settings.levels);
-  // The relay holds two sockets per stream (client and upstream); a margin for everything else.
-  const fileLimit = 2 * maxLevel + 1_024;
-  checkFileLimit(fileLimit);
+  const fileLimit = FILES_PER_STREAM * maxLevel + FILES_BESIDE_STREAMS;
+  const hard = hardFileLimit();
+  const fits = hard === undefined ? undefined : Math.floor((hard - FILES_BESIDE_STREAMS) / FILES_PER_STREAM);
+  checkFileLimit(
+    fileLimit,
+    `A relay holds ${FILES_PER_STREAM} sockets per stream, so at most ${fits ?? '?'} streams fit: ` +
+      `lower BENCH_STREAMS_LEVELS (e.g. BENCH_STREAMS_LEVELS=1000,5000,${fits ?? 5000})`,
+  );
   const portkey = settings.portkeyDir === undefined ? undefined : portkeyScript(settings.portkeyDir);
   const pinning = pinProcesses();
   const loadAtStart = os.loadavg();
