@@ -9,19 +9,27 @@ export const SSE_CHUNKS = 20;
 
 /**
  * The request body's `user` field picks the mock's answer (every relay forwards the body as is):
- * `sse-<n>` streams n content chunks; `retry-429` / `retry-500` fail the first attempt of each
+ * `sse-<n>` streams n content chunks (`paced-<n>-<ms>` paces them, see below); `retry-429` / `retry-500` fail the first attempt of each
  * `x-request-id` with that status (the 429 with `Retry-After: 0`) and answer the second normally.
  */
 export const SSE_MARKER_PREFIX = 'sse-';
+/**
+ * `paced-<n>-<ms>` streams n content chunks, waiting ms before each one (the mock's `chunkDelayMs`):
+ * the paced streams of bench/streams.ts.
+ */
+export const PACED_MARKER_PREFIX = 'paced-';
 export const RETRY_MARKERS = { 'retry-429': 429, 'retry-500': 500 } as const;
 export type RetryMarker = keyof typeof RETRY_MARKERS;
 
 /** Sampling period of the servers' event-loop delay histogram; its figures are reported above it. */
 export const ELD_RESOLUTION_MS = 10;
 
-/** Parent → server: open or close a measurement window. */
+/**
+ * Parent → server: open or close a measurement window; or `gc`, a full garbage collection when the
+ * server runs with `--expose-gc` (answered `{ collected }`), before an idle memory reading.
+ */
 export interface WindowRequest {
-  type: 'window-start' | 'window-end';
+  type: 'window-start' | 'window-end' | 'gc';
 }
 
 /** Server → parent: what one server did during the window that just closed. */

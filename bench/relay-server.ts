@@ -1,7 +1,9 @@
 // One server of the relay benchmark, run in its own child process by bench/relay.ts: `mock` (the
 // shipped mock upstream, answering by the workload marker in the body) or a relay scenario in front
-// of it. It reports `{ port }` over IPC once listening, then answers `window-start` / `window-end`
-// with its CPU time, request count and event-loop delay, and exits when the parent goes away.
+// of it (`relay-server.ts <scenario> <upstream URL> [capacity]`, see ScenarioFactory). It reports
+// `{ port }` over IPC once listening, then answers `window-start` / `window-end`
+// with its CPU time, request count and event-loop delay (and `gc` with a collection when it runs
+// with --expose-gc), and exits when the parent goes away.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -9,6 +11,7 @@ import type { MockBehaviour, MockUpstream, RecordedRequest } from '../lib/testin
 import { testing } from './llmux.js';
 import {
   ELD_RESOLUTION_MS,
+  PACED_MARKER_PREFIX,
   RETRY_MARKERS,
   SSE_CHUNKS,
   SSE_MARKER_PREFIX,
@@ -61,7 +64,8 @@ const DEFAULT_STREAM: MockBehaviour = { chunks: SSE_CHUNKS };
 
 /** The mock's answers: by the body's `user` marker (see relay-config.ts), counted per window. */
 class MockAnswers {
-  private readonly streams = new Map<number, MockBehaviour>();
+  /** One behaviour per chunk count and delay, keyed `<chunks>-<delayMs>`. */
+  private readonly streams = new Map<string, MockBehaviour>();
   private readonly pendingRetries = new Set<string>();
 
   constructor(private readonly counters: WindowCounters) {}
@@ -72,16 +76,21 @@ class MockAnswers {
     const marker = body?.user;
     if (typeof marker === 'string') {
       if (marker.startsWith(SSE_MARKER_PREFIX))
-        return this.stream(Number(marker.slice(SSE_MARKER_PREFIX.length)));
+        return this.stream(Number(marker.slice(SSE_MARKER_PREFIX.length)), 0);
+      if (marker.startsWith(PACED_MARKER_PREFIX)) {
+        const [chunks, delayMs] = marker.slice(PACED_MARKER_PREFIX.length).split('-');
+        return this.stream(Number(chunks), Number(delayMs));
+      }
       if (marker in RETRY_MARKERS)
         return this.retry(req, RETRY_MARKERS[marker as keyof typeof RETRY_MARKERS]);
     }
     return body?.stream === true ? DEFAULT_STREAM : PLAIN;
   };
 
-  private stream(chunks: number): MockBehaviour {
-    let behaviour = this.streams.get(chunks);
-    if (behaviour === undefined) this.streams.set(chunks, (behaviour = { chunks }));
+  private stream(chunks: number, chunkDelayMs: number): MockBehaviour {
+    const key = `${chunks}-${chunkDelayMs}`;
+    let behaviour = this.streams.get(key);
+    if (behaviour === undefined) this.streams.set(key, (behaviour = { chunks, chunkDelayMs }));
     return behaviour;
   }
 
@@ -112,27 +121,31 @@ async function startMock(counters: WindowCounters): Promise<MockUpstream> {
 async function startRelay(
   scenario: string | undefined,
   upstream: string | undefined,
+  capacity: string | undefined,
   counters: WindowCounters,
 ): Promise<Server> {
   const make = scenario === undefined ? undefined : RELAYS[scenario];
   if (make === undefined || upstream === undefined)
     throw new Error(`relay-server: unknown scenario ${scenario}`);
-  const server = await listen(make(upstream));
+  const server = await listen(make(upstream, capacity === undefined ? undefined : Number(capacity)));
   server.on('request', () => counters.requests++);
   return server;
 }
 
 async function main(): Promise<void> {
-  const [scenario, upstream] = process.argv.slice(2);
+  const [scenario, upstream, capacity] = process.argv.slice(2);
   const counters = new WindowCounters();
   const port =
     scenario === 'mock'
       ? (await startMock(counters)).port
-      : ((await startRelay(scenario, upstream, counters)).address() as AddressInfo).port;
+      : ((await startRelay(scenario, upstream, capacity, counters)).address() as AddressInfo).port;
   process.on('message', (msg: WindowRequest) => {
     if (msg.type === 'window-start') {
       counters.start();
       process.send?.({ type: 'started' });
+    } else if (msg.type === 'gc') {
+      globalThis.gc?.();
+      process.send?.({ collected: globalThis.gc !== undefined });
     } else {
       process.send?.(counters.end());
     }

@@ -1,6 +1,6 @@
 // The relay scenarios of the benchmarks (S1, S1u, S1e, S2, S3, S4 and its retry and gate-saturation
-// variants S4r, S4g), each a plain request handler in front of an upstream URL.
-// bench/relay-server.ts serves one per child process; bench/soak-server.ts serves S4.
+// variants S4r, S4g), each a plain request handler in front of an upstream URL, sized for a number of
+// requests in flight. bench/relay-server.ts serves one per child process; bench/soak-server.ts serves S4.
 import express from 'express';
 import http from 'node:http';
 import { pipeline } from 'node:stream';
@@ -14,6 +14,8 @@ const { bodyLimit, CallbackSink, createMetrics, llmux, MemoryKeyStore, retry, st
 
 /** Gate limit of S4: above the highest offered concurrency (128). */
 const GATE_MAX = 256;
+/** Upstream sockets of S1, S1u, S1e and S2 (their agents' maxSockets): the highest offered concurrency. */
+const UPSTREAM_SOCKETS = 128;
 /** Gate limit of S4g, driven at twice it; the gate's default queue (2 x max) holds the excess. */
 export const SATURATED_GATE_MAX = 16;
 /**
@@ -28,10 +30,19 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'ho
 
 export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
+/**
+ * Pending connections a server's accept queue holds (Linux caps it at net.core.somaxconn). Node's
+ * default, 511, overflows when thousands of streams open within a second while the event loop is
+ * busy: the kernel then drops the handshake and the client retries a second or more later.
+ */
+const LISTEN_BACKLOG = 4_096;
+
 export function listen(handler: Handler): Promise<http.Server> {
   const server = http.createServer(handler);
   server.keepAliveTimeout = KEEP_ALIVE_MS;
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+  return new Promise((resolve) =>
+    server.listen({ port: 0, host: '127.0.0.1', backlog: LISTEN_BACKLOG }, () => resolve(server)),
+  );
 }
 
 function fail(res: http.ServerResponse, err: unknown): void {
@@ -39,9 +50,16 @@ function fail(res: http.ServerResponse, err: unknown): void {
   res.end(String(err));
 }
 
-function rawHttp(upstream: string): Handler {
+/**
+ * Builds a scenario in front of `upstream`. `capacity` is the number of requests it must hold in flight
+ * at once (bench/streams.ts: thousands of open streams): every upstream socket limit and S4's gate are
+ * set to it. Without it, the sizes of bench/relay.ts (128 sockets, gate of 256).
+ */
+export type ScenarioFactory = (upstream: string, capacity?: number) => Handler;
+
+function rawHttp(upstream: string, capacity = UPSTREAM_SOCKETS): Handler {
   const target = new URL(upstream);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: capacity });
   return (req, res) => {
     const out = http.request(
       {
@@ -62,8 +80,8 @@ function rawHttp(upstream: string): Handler {
   };
 }
 
-function undiciPool(upstream: string): Handler {
-  const pool = new Pool(upstream, { connections: 128, keepAliveTimeout: KEEP_ALIVE_MS });
+function undiciPool(upstream: string, capacity = UPSTREAM_SOCKETS): Handler {
+  const pool = new Pool(upstream, { connections: capacity, keepAliveTimeout: KEEP_ALIVE_MS });
   return (req, res) => {
     const headers: Record<string, string | string[]> = {};
     for (const [name, value] of Object.entries(req.headers)) {
@@ -83,30 +101,36 @@ function undiciPool(upstream: string): Handler {
   };
 }
 
-function bareProxy(upstream: string): Handler {
+function bareProxy(upstream: string, capacity = UPSTREAM_SOCKETS): Handler {
   const app = express();
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: capacity });
   app.use(createProxyMiddleware({ target: upstream, agent }));
   return app;
 }
 
 /** S1e: S1u's pipe as an Express route: the floor of any relay that lives in an Express app. */
-function undiciPoolInExpress(upstream: string): Handler {
+function undiciPoolInExpress(upstream: string, capacity?: number): Handler {
   const app = express();
-  app.post('/v1/chat/completions', undiciPool(upstream));
+  app.post('/v1/chat/completions', undiciPool(upstream, capacity));
   return app;
 }
 
-function relayAlone(upstream: string): Handler {
+function relayAlone(upstream: string, capacity?: number): Handler {
   const app = express();
-  app.post('/v1/chat/completions', bodyLimit(), streamRelay({ upstream: `${upstream}/v1` }));
+  const clients = capacity === undefined ? {} : { connectionsPerOrigin: capacity };
+  app.post('/v1/chat/completions', bodyLimit(), streamRelay({ upstream: `${upstream}/v1`, clients }));
   return app;
 }
 
-/** What S4 can be varied by: the tracker (the soak reads its size), the gate's limit, the retry policy. */
+/**
+ * What S4 can be varied by: the tracker (the soak reads its size), the gate's limit, the upstream
+ * sockets, the retry policy.
+ */
 export interface FullPresetOptions {
   tracker?: RequestTracker;
   gateMax?: number;
+  /** The relay's `clients.connectionsPerOrigin`. Default: the library's (256). */
+  connectionsPerOrigin?: number;
   /** Default `retry({ attempts: 2 })`: armed, not triggered by a healthy upstream. */
   retry?: RetryPolicy;
 }
@@ -119,7 +143,12 @@ export function fullPreset(upstream: string, options: FullPresetOptions = {}): H
       upstream: `${upstream}/v1`,
       auth: { store },
       gate: { max: options.gateMax ?? GATE_MAX },
-      relay: { retry: options.retry ?? retry({ attempts: 2 }) },
+      relay: {
+        retry: options.retry ?? retry({ attempts: 2 }),
+        ...(options.connectionsPerOrigin === undefined
+          ? {}
+          : { clients: { connectionsPerOrigin: options.connectionsPerOrigin } }),
+      },
       metrics: createMetrics(),
       tracker: options.tracker ?? new lib.RequestTracker({ sink: new CallbackSink(() => {}) }),
     }),
@@ -127,13 +156,20 @@ export function fullPreset(upstream: string, options: FullPresetOptions = {}): H
   return app;
 }
 
-export const RELAYS: Record<string, (upstream: string) => Handler> = {
+/** S4 sized for `capacity` requests in flight: its gate and its upstream sockets. */
+function sizedPreset(upstream: string, capacity?: number): Handler {
+  return capacity === undefined
+    ? fullPreset(upstream)
+    : fullPreset(upstream, { gateMax: capacity, connectionsPerOrigin: capacity });
+}
+
+export const RELAYS: Record<string, ScenarioFactory> = {
   S1: rawHttp,
   S1u: undiciPool,
   S1e: undiciPoolInExpress,
   S2: bareProxy,
   S3: relayAlone,
-  S4: (upstream) => fullPreset(upstream),
+  S4: sizedPreset,
   S4r: (upstream) => fullPreset(upstream, { retry: retry(RETRY_OPTIONS) }),
   S4g: (upstream) => fullPreset(upstream, { gateMax: SATURATED_GATE_MAX }),
 };
