@@ -82,7 +82,7 @@ describe('ClientCache', () => {
     expect(new ClientCache().settings).toEqual({
       max: 64,
       ttlMs: 300_000,
-      connectionsPerOrigin: 256,
+      connectionsPerOrigin: 4096,
       keepAliveTimeoutMs: 30_000,
       connectTimeoutMs: 10_000,
     });

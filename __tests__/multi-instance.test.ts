@@ -3,7 +3,15 @@ import express from 'express';
 import { Redis } from 'ioredis';
 import net from 'node:net';
 import request from 'supertest';
-import { bodyLimit, hashApiKey, keyAuth, Pricing, streamRelay, type StreamRelay } from '../lib/index.js';
+import {
+  bodyLimit,
+  hashApiKey,
+  keyAuth,
+  Pricing,
+  streamRelay,
+  type KeyAuth,
+  type StreamRelay,
+} from '../lib/index.js';
 import { RedisKeyStore } from '../lib/redis.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { chat, waitFor } from './support/http.js';
@@ -52,6 +60,7 @@ describe('two app instances sharing one Redis', () => {
   let admin: Redis;
   const relays: StreamRelay[] = [];
   const stores: RedisKeyStore[] = [];
+  const auths: KeyAuth[] = [];
 
   beforeAll(async () => {
     mock = await createMockUpstream({ maxRecorded: 0 });
@@ -60,6 +69,9 @@ describe('two app instances sharing one Redis', () => {
   });
   afterAll(async () => {
     await Promise.all(relays.map((relay) => relay.close()));
+    // Settlements land (or give up, bounded) before their stores close: none is left retrying
+    // into the next test file.
+    await Promise.all(auths.map((auth) => auth.close()));
     await Promise.all(stores.map((store) => store.close()));
     let cursor = '0';
     do {
@@ -84,13 +96,10 @@ describe('two app instances sharing one Redis', () => {
     stores.push(store);
     const relay = streamRelay({ upstream: { url: `${mock.url}/v1`, apiKeys: ['sk-up'] } });
     relays.push(relay);
+    const auth = keyAuth({ store, pricing, clock: options.clock, limitFailedAuth: false });
+    auths.push(auth);
     const app = express();
-    app.post(
-      '/v1/chat/completions',
-      bodyLimit(),
-      keyAuth({ store, pricing, clock: options.clock, limitFailedAuth: false }),
-      relay,
-    );
+    app.post('/v1/chat/completions', bodyLimit(), auth, relay);
     return { app, store };
   }
 

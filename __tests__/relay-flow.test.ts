@@ -171,13 +171,9 @@ describe('streamRelay with retry, a pool and hedging', () => {
       ],
     });
     const pricing = new Pricing({ priced: { inputPerMTokUsd: 0, outputPerMTokUsd: 1_000_000 } });
+    const auth = keyAuth({ store, pricing });
     const app = express();
-    app.post(
-      '/v1/chat/completions',
-      bodyLimit(),
-      keyAuth({ store, pricing }),
-      relayOf({ upstream: pool, hedge: { afterMs: 50 } }),
-    );
+    app.post('/v1/chat/completions', bodyLimit(), auth, relayOf({ upstream: pool, hedge: { afterMs: 50 } }));
     // The slow one would answer with 9 tokens, the fast one with 2.
     a.setBehaviour({ delayBeforeHeadersMs: 300, chunks: 9 });
     b.setBehaviour({ chunks: 2 });
@@ -187,8 +183,8 @@ describe('streamRelay with retry, a pool and hedging', () => {
       .send(chat({ model: 'priced', max_tokens: 20 }));
     expect(res.status).toBe(200);
     await a.waitForSettled(1);
-    // The bill lands in the store after the response closed; the store has no event for it.
-    await waitFor(async () => (await store.getKey(key.id))!.spendUsd !== 0, { what: 'the bill to land' });
+    await auth.whenSettled();
+    await auth.close();
     expect((await store.getKey(key.id))!.spendUsd).toBe(2);
   });
 

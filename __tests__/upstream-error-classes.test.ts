@@ -174,6 +174,19 @@ describe('upstream error classes, through a pool of two keys', () => {
     expect(pool.status().find((s) => s.name === 'a')!.cooldownRemainingMs).toBe(2_000);
   });
 
+  it('a 429 whose Retry-After is long is retried at once on the other member, not waited out', async () => {
+    // Before: the retry slept the member's Retry-After (or gave up past maxRetryAfterMs) although
+    // the other member was free.
+    mock.enqueue({
+      ...openaiError(429, { message: 'slow down', type: 'requests', code: 'rate_limit_exceeded' }),
+      retryAfter: '30',
+    });
+    const res = await send();
+    expect(res.status).toBe(200);
+    expect(members()).toEqual(['a', 'b']);
+    expect(pool.status().find((s) => s.name === 'a')!.cooldownRemainingMs).toBe(30_000);
+  });
+
   it('a 401 invalid_api_key disables the member; the request is served by the other', async () => {
     mock.enqueue(
       openaiError(401, {

@@ -13,7 +13,11 @@ export interface ClientCacheOptions {
    * Default 300_000 (5 minutes).
    */
   ttlMs?: number;
-  /** Most sockets per upstream origin. Default 256. */
+  /**
+   * Most sockets per upstream origin: each open stream holds one, and an attempt past the limit
+   * waits for a socket to free. Bound concurrency with the gate (`concurrencyGate`), not here.
+   * Default 4096.
+   */
   connectionsPerOrigin?: number;
   /** How long an idle upstream socket is kept for reuse, in ms. Default 30_000. */
   keepAliveTimeoutMs?: number;
@@ -45,7 +49,7 @@ export function resolveClientCacheOptions(
   return Object.freeze({
     max: read.positiveInteger('max', options.max, 64),
     ttlMs: read.durationMs('ttlMs', options.ttlMs, 300_000),
-    connectionsPerOrigin: read.positiveInteger('connectionsPerOrigin', options.connectionsPerOrigin, 256),
+    connectionsPerOrigin: read.positiveInteger('connectionsPerOrigin', options.connectionsPerOrigin, 4096),
     keepAliveTimeoutMs: read.durationMs('keepAliveTimeoutMs', options.keepAliveTimeoutMs, 30_000),
     connectTimeoutMs: read.durationMs('connectTimeoutMs', options.connectTimeoutMs, 10_000),
   });

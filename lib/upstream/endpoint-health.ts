@@ -245,7 +245,8 @@ export class UpstreamHealth implements StrategyCandidate {
   /** What the answer's headers said: its latency, and how much of the upstream's limit is left. */
   private learn(outcome: AttemptOutcome, nowMs: number, nearLimitShare: number): void {
     const latencyMs = outcome.latencyMs;
-    if (latencyMs !== undefined) {
+    // Only answers that served count: an upstream failing fast must not look fastest.
+    if (latencyMs !== undefined && outcome.ok) {
       // A figure older than the strategy trusts is replaced, not averaged with.
       const fresh = this.latencyMs !== 0 && nowMs - this.latencyAtMs <= LATENCY_STALE_MS;
       this.latencyMs = fresh ? this.latencyMs + LATENCY_WEIGHT * (latencyMs - this.latencyMs) : latencyMs;

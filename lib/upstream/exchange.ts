@@ -93,7 +93,7 @@ export async function runExchange(settings: ExchangeSettings, input: ExchangeInp
             attempt,
             status: failure.network ? undefined : judgedStatus(outcome),
             network: failure.network,
-            retryAfterMs: outcome.ok ? undefined : outcome.retryAfterMs,
+            retryAfterMs: waitHint(settings.source, ctx, endpoint, outcome),
             elapsedMs: performance.now() - ctx.startedAt,
           });
     if (decision === undefined || !decision.retry) {
@@ -132,6 +132,20 @@ function fallsBack(
 ): boolean {
   if (settings.source.fallback?.(ctx, outcome, error) !== true) return false;
   return settings.retry?.mayFallBack(performance.now() - ctx.startedAt) ?? true;
+}
+
+/**
+ * The upstream's wait hint, for the retry policy: none when another endpoint can take the retry
+ * (the one that asked for the wait cools for it; the others need not wait).
+ */
+function waitHint(
+  source: UpstreamSource,
+  ctx: RequestContext,
+  endpoint: UpstreamEndpoint,
+  outcome: AttemptOutcome,
+): number | undefined {
+  if (outcome.ok || outcome.retryAfterMs === undefined) return undefined;
+  return source.hasAlternative?.(ctx, endpoint) === true ? undefined : outcome.retryAfterMs;
 }
 
 /** The first-byte timeout of the next try: never past the retry policy's deadline. */

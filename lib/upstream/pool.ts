@@ -387,6 +387,19 @@ export class UpstreamPool implements UpstreamSource {
     return h !== undefined;
   }
 
+  /** Whether an endpoint other than `endpoint` can serve now. */
+  hasAlternative(_ctx: RequestContext | undefined, endpoint: UpstreamEndpoint): boolean {
+    return this.anyServable(this.health, endpoint);
+  }
+
+  /** @internal Whether one of `members` other than `exclude` can serve now. */
+  anyServable(members: readonly UpstreamHealth[], exclude: UpstreamEndpoint | undefined): boolean {
+    const nowMs = this.clock();
+    const day = utcDayNumber(nowMs);
+    for (const h of members) if (h.endpoint !== exclude && h.canServe(nowMs, day)) return true;
+    return false;
+  }
+
   /**
    * @internal The endpoints named, for {@link acquireAmong}; throws a TypeError for an unknown name.
    */

@@ -37,6 +37,10 @@ export class ProtocolSources implements UpstreamSource {
     return ctx.model === undefined ? [] : [{ model: ctx.model, price: undefined }];
   }
 
+  hasAlternative(ctx: RequestContext, endpoint: UpstreamEndpoint): boolean {
+    return this.sourceOf(ctx).hasAlternative?.(ctx, endpoint) ?? false;
+  }
+
   private sourceOf(ctx: RequestContext): UpstreamSource {
     return this.byProtocol.get(ctx.protocol.name) ?? this.defaultSource;
   }

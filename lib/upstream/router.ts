@@ -242,6 +242,15 @@ export class ModelRouter implements UpstreamSource {
     throw firstError;
   }
 
+  /** Whether the request's group, or a fallback after it, has an endpoint besides `endpoint` that can serve now. */
+  hasAlternative(ctx: RequestContext, endpoint: UpstreamEndpoint): boolean {
+    const plan = this.planOf(ctx);
+    for (let step = plan.step; step < plan.groups.length; step++) {
+      if (this.pool.anyServable(plan.groups[step]!.members, endpoint)) return true;
+    }
+    return false;
+  }
+
   release(endpoint: UpstreamEndpoint, outcome: AttemptOutcome): void {
     this.pool.release(endpoint, outcome);
   }

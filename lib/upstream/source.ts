@@ -61,6 +61,12 @@ export interface UpstreamSource {
    * request is served as the model it names.
    */
   servedModels?(ctx: RequestContext): readonly ServedModel[];
+  /**
+   * Whether another endpoint than `endpoint` could serve `ctx` now. The relay then retries at
+   * once, without waiting out the `Retry-After` that `endpoint` gave (it cools, the others need
+   * not wait). Optional: without it the wait is honoured.
+   */
+  hasAlternative?(ctx: RequestContext, endpoint: UpstreamEndpoint): boolean;
 }
 
 /** A model a request may be served as, and the price of its endpoint when it has its own. */
