@@ -10,6 +10,7 @@ export interface ResolvedOptions {
   readonly maxBodyBytes: number;
   readonly keepAliveTimeoutMs: number;
   readonly maxStoredResponses: number;
+  readonly backlog: number;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -40,5 +41,6 @@ export function resolveOptions(options: MockUpstreamOptions): ResolvedOptions {
       0,
       Number.MAX_SAFE_INTEGER,
     ),
+    backlog: integerIn(where, 'backlog', options.backlog, 511, 1, 65535),
   };
 }

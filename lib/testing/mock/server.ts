@@ -64,11 +64,14 @@ export class MockUpstreamServer implements MockUpstream, ExchangeOwner {
   listen(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(this.config.port, this.config.host, () => {
-        this.server.off('error', reject);
-        this.boundPort = (this.server.address() as AddressInfo).port;
-        resolve();
-      });
+      this.server.listen(
+        { port: this.config.port, host: this.config.host, backlog: this.config.backlog },
+        () => {
+          this.server.off('error', reject);
+          this.boundPort = (this.server.address() as AddressInfo).port;
+          resolve();
+        },
+      );
     });
   }
 

@@ -149,6 +149,11 @@ export interface MockUpstreamOptions {
   maxBodyBytes?: number;
   /** Idle keep-alive socket lifetime. Default 5000 ms. */
   keepAliveTimeoutMs?: number;
+  /**
+   * Pending connections the listening socket queues (as `server.listen`'s `backlog`); raise it
+   * for load tests that open more than a few hundred connections a second. Default 511.
+   */
+  backlog?: number;
   /** How many Responses API responses the mock keeps for `GET /v1/responses/{id}` (the oldest go first). Default 1000. */
   maxStoredResponses?: number;
 }
