@@ -419,6 +419,86 @@ describe('distributedGate when Redis cannot be reached', () => {
       await new Promise((resolve) => relay.close(resolve));
     }
   });
+
+  it('hears releases again after a reconnect, and close() during the resubscription rejects nothing', async () => {
+    // A TCP relay to Redis that can drop every connection, and can hold back Redis' answer to a
+    // SUBSCRIBE sent on a fresh connection: close() then finds the resubscription in flight.
+    let holdSubscribe = false;
+    let subscribesHeld = 0;
+    const sockets = new Set<Socket>();
+    const relay: Server = createServer((client) => {
+      const upstream = createConnection(redis.port, redis.host);
+      let mute = false;
+      for (const socket of [client, upstream]) {
+        sockets.add(socket);
+        socket.on('error', () => {});
+        socket.on('close', () => sockets.delete(socket));
+      }
+      client.on('data', (chunk: Buffer) => {
+        if (holdSubscribe && /subscribe/i.test(chunk.toString('latin1'))) {
+          mute = true;
+          subscribesHeld++;
+        }
+        upstream.write(chunk);
+      });
+      upstream.on('data', (chunk: Buffer) => {
+        if (!mute) client.write(chunk);
+      });
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const { port } = relay.address() as AddressInfo;
+    const url = `redis://127.0.0.1:${port}`;
+    const name = freshName();
+    const cut = () => {
+      for (const socket of sockets) socket.destroy();
+    };
+    const rejections: unknown[] = [];
+    const onRejection = (reason: unknown) => rejections.push(reason);
+    process.on('unhandledRejection', onRejection);
+    // Two instances share one permit; B's waiter is woken by A's release announcement.
+    const a = openGate({ url, name, max: 1, commandTimeoutMs: 200, pollMs: 60_000 });
+    const b = openGate({ url: REDIS_URL, name, max: 1, pollMs: 60_000 });
+    const holder = deferred();
+    const serverA = await listen(appWith(express, a, pass));
+    const serverB = await listen(appWith(express, b, () => holder.promise));
+    const subscribers = async () =>
+      ((await admin.pubsub('NUMSUB', `${holdersKey(name)}:released`)) as [string, number])[1];
+    try {
+      expect((await get(serverA.port, '/work').answer).status).toBe(200);
+      await waitFor(async () => (await subscribers()) === 2, { what: 'both gates subscribed' });
+      // A's connections drop and come back: its subscriber must subscribe again by itself.
+      cut();
+      await waitFor(async () => (await subscribers()) === 1, { what: "A's subscription gone" });
+      await waitFor(async () => (await subscribers()) === 2, {
+        what: "A's subscriber subscribed again",
+        timeoutMs: 4_000,
+      });
+      // B holds the permit, A waits; B's release is announced, and A hears it.
+      const first = get(serverB.port, '/work');
+      await waitFor(() => b.stats().inFlight === 1, { what: 'B holding the permit' });
+      const waiting = get(serverA.port, '/work');
+      await waitFor(() => a.stats().queued === 1, { what: 'A waiting for the permit' });
+      holder.resolve();
+      expect((await first.answer).status).toBe(200);
+      // pollMs is a minute: only the announcement can have woken A before the test times out.
+      expect((await waiting.answer).status).toBe(200);
+
+      // Now the resubscription after a second cut never gets its answer: close() meets it.
+      holdSubscribe = true;
+      cut();
+      await waitFor(() => subscribesHeld > 0, { what: 'the resubscription sent', timeoutMs: 4_000 });
+      await a.close();
+      await sleep(50);
+      expect(rejections).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onRejection);
+      holder.resolve();
+      await serverA.close();
+      await serverB.close();
+      cut();
+      await new Promise((resolve) => relay.close(resolve));
+    }
+  });
 });
 
 describe('distributedGate close()', () => {

@@ -262,9 +262,15 @@ export class RedisSemaphore {
     if (channel === this.#channel && message !== this.#instanceId) this.#wakeUp(true);
   };
   readonly #onSubscriberReady = (): void => {
+    // After a reconnect, subscribe anew ourselves: ioredis' own resubscription leaves its promise
+    // unhandled, so a close() while it is in flight was an unhandled rejection in the host.
+    if (this.#subscribedOnce) this.#subscribe();
+    this.#subscribedOnce = true;
     // Releases announced while the subscriber was away were missed: look now.
     this.#wakeUp(true);
   };
+  /** Set at the subscriber's first `ready`: later ones are reconnects that must resubscribe. */
+  #subscribedOnce = false;
   readonly #onClientError = (): void => {
     // Connection errors surface as `store_unavailable` on the calls they fail; ioredis
     // reconnects by itself. Listening keeps an error event from ever being unhandled.
@@ -308,6 +314,7 @@ export class RedisSemaphore {
     // The subscriber waits for its connection (offline queue on) and resubscribes after a
     // reconnect by itself; it only ever hears release announcements.
     this.#subscriber = this.#client.duplicate({
+      autoResubscribe: false,
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
       disconnectTimeout: this.#timeoutMs,
@@ -316,8 +323,12 @@ export class RedisSemaphore {
     this.#subscriber.on('error', this.#onClientError);
     this.#subscriber.on('message', this.#onMessage);
     this.#subscriber.on('ready', this.#onSubscriberReady);
+    this.#subscribe();
+  }
+
+  #subscribe(): void {
     this.#subscriber.subscribe(this.#channel).catch(() => {
-      // Down at start: polling covers until the connection (and its resubscription) is back.
+      // Down or closing: polling covers until the connection (and its resubscription) is back.
     });
   }
 
