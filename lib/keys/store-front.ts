@@ -1,6 +1,7 @@
 // The rules every KeyStore shares, written once: argument checks, record validation, settlement
 // validation, the spend roll-up. A backend (memory, Redis) only stores and applies what the front
 // has already checked, each operation atomically.
+import { TOKEN_CLASSES } from '../usage.js';
 import { KeyStoreError } from './errors.js';
 import type {
   Admission,
@@ -62,16 +63,7 @@ export interface CheckedSettlement extends TokenClasses {
 }
 
 /** The token counts a spend bucket sums, in the order backends store them. */
-export const SPEND_COUNTS = [
-  'requests',
-  'promptTokens',
-  'completionTokens',
-  'cachedTokens',
-  'cacheWriteTokens',
-  'reasoningTokens',
-  'audioPromptTokens',
-  'audioCompletionTokens',
-] as const;
+export const SPEND_COUNTS = ['requests', 'promptTokens', 'completionTokens', ...TOKEN_CLASSES] as const;
 
 /** What a spend bucket sums per identity and UTC day. */
 export type SpendCounts = { spendUsd: number } & { [K in (typeof SPEND_COUNTS)[number]]: number };

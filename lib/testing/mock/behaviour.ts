@@ -1,5 +1,6 @@
 // Behaviours validated and pre-serialised once, when queued or set, so answering a request reads
 // plain fields; and the one change a request makes to them: its own completion cap.
+import { TOKEN_CLASSES } from '../../usage.js';
 import type { MockBehaviour, MockFinishReason, MockUsage } from './types.js';
 import { fail, flag, integerIn, optionalFlag, optionalOneOf, optionalString } from './validate.js';
 
@@ -98,15 +99,7 @@ export function resolveBehaviour(behaviour: MockBehaviour): ResolvedBehaviour {
 }
 
 const FINISH_REASONS: readonly MockFinishReason[] = ['stop', 'length', 'content_filter', 'failed'];
-const USAGE_FIELDS: readonly (keyof MockUsage)[] = [
-  'promptTokens',
-  'completionTokens',
-  'cachedTokens',
-  'cacheWriteTokens',
-  'reasoningTokens',
-  'audioPromptTokens',
-  'audioCompletionTokens',
-];
+const USAGE_FIELDS: readonly (keyof MockUsage)[] = ['promptTokens', 'completionTokens', ...TOKEN_CLASSES];
 
 function resolveUsage(where: string, usage: MockUsage | undefined): Readonly<MockUsage> | undefined {
   if (usage === undefined) return undefined;
