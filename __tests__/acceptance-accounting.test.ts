@@ -327,6 +327,58 @@ describe('a stream cut before its usage', () => {
     );
     expect(row?.completionTokens).toBe(2);
   });
+
+  it('bills an Anthropic stream cut after message_start by its input counts and the output relayed', async () => {
+    const key = await app.createKey({ name: 'cut-anthropic', budgetUsd: 1 });
+    // message_start carries the input (and cache) counts and a placeholder output of 1; the
+    // connection drops after 5 text deltas, before message_delta brings the real output count.
+    const event = (type: string, data: Record<string, unknown>) =>
+      `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+    const delta = (text: string) =>
+      event('content_block_delta', { index: 0, delta: { type: 'text_delta', text } });
+    app.mock.enqueue({
+      headers: { 'content-type': 'text/event-stream' },
+      rawBody:
+        event('message_start', {
+          message: {
+            id: 'msg_cut',
+            type: 'message',
+            role: 'assistant',
+            model: 'claude-sonnet-4-5',
+            content: [],
+            stop_reason: null,
+            stop_sequence: null,
+            usage: { input_tokens: 10, cache_read_input_tokens: 90, output_tokens: 1 },
+          },
+        }) +
+        event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }) +
+        ['a', ' b', ' c', ' d', ' e'].map(delta).join(''),
+    });
+    const anthropic = new Anthropic({ baseURL: app.origin, apiKey: key.key, maxRetries: 0 });
+    let text = '';
+    const err = await (async () => {
+      const stream = anthropic.messages.stream({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 100,
+        messages: [{ role: 'user', content: PROMPT }],
+      });
+      for await (const chunk of stream) {
+        if (chunk.type === 'content_block_delta' && chunk.delta.type === 'text_delta')
+          text += chunk.delta.text;
+      }
+    })().catch((e: unknown) => e);
+    expect(text).toBe('a b c d e');
+    expect(err).toBeDefined();
+    await app.settled();
+    const today = new Date().toISOString().slice(0, 10);
+    const report = await fetch(`${app.origin}/admin/spend?groupBy=key&from=${today}&to=${today}`, {
+      headers: { authorization: `Bearer ${ADMIN_KEY}` },
+    });
+    type Row = { group: string; promptTokens: number; cachedTokens: number; completionTokens: number };
+    const row = ((await report.json()) as { data: Row[] }).data.find((entry) => entry.group === key.id);
+    // Not the placeholder's 1 output token: the 5 deltas the client got, and message_start's input.
+    expect(row).toMatchObject({ promptTokens: 100, cachedTokens: 90, completionTokens: 5 });
+  });
 });
 
 describe('the cost shown to the client (exposeCost)', () => {

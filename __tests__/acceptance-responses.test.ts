@@ -5,6 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { handPricedUsd, startGateway, type Running } from './support/acceptance.js';
+import { waitFor } from './support/http.js';
 
 let gw: Running;
 let key: { id: string; key: string };
@@ -139,6 +140,23 @@ describe('stored responses', () => {
     const cancelled = await client.responses.cancel(queued.id);
     expect(cancelled).toMatchObject({ id: queued.id, status: 'cancelled' });
     expect((await settledSpend()) - before).toBe(charged);
+  });
+
+  it('bills nothing for a background request whose client left before any answer', async () => {
+    const before = await settledSpend();
+    gw.mock.enqueue({ delayBeforeHeadersMs: 5_000 });
+    const leaving = new AbortController();
+    const created = client.responses.create(
+      { model: 'gpt-4o-mini', input: PROMPT, background: true, max_output_tokens: 100 },
+      { signal: leaving.signal },
+    );
+    await waitFor(() => gw.mock.requests.length > 0 && gw.mock.requests.at(-1)!.path === '/v1/responses', {
+      what: 'the request upstream',
+    });
+    leaving.abort();
+    await expect(created).rejects.toBeInstanceOf(OpenAI.APIUserAbortError);
+    // No answer reached the client: its status was never sent, so nothing is billed.
+    expect(await settledSpend()).toBe(before);
   });
 });
 

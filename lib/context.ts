@@ -82,6 +82,12 @@ export class RequestContext {
   readonly retryReasons: string[] = [];
   /** Usage read from the upstream response (JSON body or SSE stream). */
   usage: Usage | undefined = undefined;
+  /**
+   * True while `usage` holds a stream's counts so far, not its final ones (Anthropic's
+   * `message_start` gives the input, its `message_delta` the output): a stream cut in between is
+   * billed at least the chunks it relayed.
+   */
+  usagePartial = false;
   /** Completion chunks relayed so far on a stream (an estimate of tokens when usage never came). */
   streamedChunks = 0;
   /** The cost billed by key accounting, in USD, once settled (undefined without accounting). */

@@ -72,26 +72,33 @@ function generates(ctx: RequestContext, body: Record<string, unknown>): boolean 
  * output reserved; nothing when no byte of an answer reached the client.
  */
 export function billOf(ctx: RequestContext, reservation: Reservation, status: number): Usage {
-  if (ctx.usage !== undefined) return ctx.usage;
+  const usage = ctx.usage;
+  if (usage !== undefined && !ctx.usagePartial) return usage;
   const body = ctx.body;
-  const served = status >= 200 && status < 300;
+  // Only an answer that reached the client is billed without its usage (a response's status is
+  // 200 until one is sent, even for a request that never went upstream).
+  const answered = ctx.firstByteAt !== undefined;
+  const served = answered && status >= 200 && status < 300;
   // A JSON answer went out whole without usage: what it cost is unknown, so it is billed as
   // reserved, never a silent zero.
-  const unreported = served && ctx.firstByteAt !== undefined && !ctx.stream;
-  if (body !== undefined && served && (unreported || ctx.protocol.deferredUsage(body))) {
+  if (body !== undefined && served && (!ctx.stream || ctx.protocol.deferredUsage(body))) {
     return usageOf(reservation.promptTokens, reservation.outputTokens, {
       audioPromptTokens: reservation.audioPromptTokens,
     });
   }
-  if (ctx.firstByteAt !== undefined && ctx.stream) {
+  if (answered && ctx.stream) {
     // Frames are not tokens (OpenAI's role-only first chunk, its empty finish chunk): no answer
     // holds more output than its cap, so the count never bills past what was reserved. A route
     // llmux does not know reserved no output: its count stands, never a silent zero.
     const reserved = reservation.outputTokens;
     const output = reserved > 0 ? Math.min(ctx.streamedChunks, reserved) : ctx.streamedChunks;
+    // A stream cut after its input counts (Anthropic's message_start) but before its output ones:
+    // those input counts, and at least the output relayed.
+    if (usage !== undefined)
+      return usageOf(usage.promptTokens, Math.max(usage.completionTokens, output), usage);
     return usageOf(reservation.promptTokens, output, {
       audioPromptTokens: reservation.audioPromptTokens,
     });
   }
-  return usageOf(0, 0);
+  return usage ?? usageOf(0, 0);
 }

@@ -65,9 +65,12 @@ class MessagesStreamReader implements StreamReader {
         return 'relay';
       case 'message_start':
         this.merge(parseField(data, 'message', 'usage'));
+        // Its output count is a placeholder (often 1): the real one comes with message_delta.
+        this.ctx.usagePartial = this.ctx.usage !== undefined;
         return 'relay';
       case 'message_delta':
         this.merge(parseField(data, 'usage'));
+        this.ctx.usagePartial = false;
         return 'relay';
       case 'message_stop':
         this.complete = true;
