@@ -2,10 +2,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import express5 from 'express';
 import http from 'node:http';
 import request from 'supertest';
-import { bodyLimit, keyAuth, passthrough } from '../lib/index.js';
+import { bodyLimit, keyAuth, passthrough, UpstreamPool } from '../lib/index.js';
 import { createMockUpstream, type MockUpstream } from '../lib/testing/index.js';
 import { expressVersions } from './support/express-versions.js';
-import { chat, closedPort, listen, postAndLeave, type Listening } from './support/http.js';
+import { chat, closedPort, listen, postAndLeave, waitFor, type Listening } from './support/http.js';
 
 describe.each(expressVersions)('passthrough on %s', (_label, express) => {
   let mock: MockUpstream;
@@ -98,6 +98,41 @@ describe('passthrough timeouts, streams and Expect: 100-continue', () => {
     const [record] = await settled;
     expect(record!.aborted).toBe(true);
     expect(record!.completed).toBe(false);
+  });
+
+  it('leaves the upstream healthy when clients leave, before the answer or in the middle of it', async () => {
+    const pool = new UpstreamPool({ upstreams: [{ url: `${mock.url}/v1`, apiKey: 'sk-up', name: 'only' }] });
+    const { port } = await serve((app) =>
+      app.post('/v1/chat/completions', bodyLimit(), passthrough({ target: pool })),
+    );
+    // Three clients leave mid-stream, three before the upstream answers at all.
+    for (let i = 0; i < 3; i++) {
+      mock.enqueue({ chunks: 200, chunkDelayMs: 20 });
+      const settled = mock.waitForSettled(1);
+      await postAndLeave(port, chat({ stream: true }));
+      expect((await settled)[0]!.aborted).toBe(true);
+    }
+    for (let i = 0; i < 3; i++) {
+      mock.enqueue({ delayBeforeHeadersMs: 60_000 });
+      const settled = mock.waitForSettled(1);
+      const leaving = http.request({
+        port,
+        host: '127.0.0.1',
+        method: 'POST',
+        path: '/v1/chat/completions',
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      });
+      leaving.on('error', () => {});
+      leaving.end(JSON.stringify(chat()));
+      await waitFor(() => mock.requests.length === 4 + i, { what: 'the request upstream' });
+      leaving.destroy();
+      expect((await settled)[0]!.aborted).toBe(true);
+    }
+    // Those were the clients' choices: nothing cooled, and the next client is served.
+    expect(pool.status().map((s) => s.state)).toEqual(['healthy']);
+    const res = await request(server!.url).post('/v1/chat/completions').send(chat());
+    expect(res.status).toBe(200);
   });
 
   it('ends the client response when the upstream resets mid-stream instead of leaving it open', async () => {

@@ -40,7 +40,13 @@ export type Passthrough = (req: IncomingMessage, res: ServerResponse, next: Next
 
 const ENDPOINT = Symbol('llmux.passthroughEndpoint');
 const TIMED_OUT = Symbol('llmux.passthroughTimedOut');
-type WithEndpoint = IncomingMessage & { [ENDPOINT]?: UpstreamEndpoint; [TIMED_OUT]?: boolean };
+/** Set when the upstream failed the exchange (unreachable, timed out, broke off mid-answer). */
+const UPSTREAM_FAILED = Symbol('llmux.passthroughUpstreamFailed');
+type WithEndpoint = IncomingMessage & {
+  [ENDPOINT]?: UpstreamEndpoint;
+  [TIMED_OUT]?: boolean;
+  [UPSTREAM_FAILED]?: boolean;
+};
 
 /** The headers that describe the body and the client, forwarded on every proxied request. */
 const BODY_HEADERS: readonly string[] = [
@@ -111,7 +117,7 @@ export function passthrough(options: PassthroughOptions): Passthrough {
         proxyReq.end(raw);
       }
     });
-    proxyServer.on('proxyRes', (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
+    proxyServer.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
       // The plugins we eject would tie the two sides together; do it here: a client that leaves
       // frees the upstream, and an upstream that breaks off ends the client's response.
       const onClientClose = () => {
@@ -119,12 +125,17 @@ export function passthrough(options: PassthroughOptions): Passthrough {
       };
       res.once('close', onClientClose);
       proxyRes.once('close', () => {
-        if (!proxyRes.complete && !res.writableEnded) res.destroy();
+        if (!proxyRes.complete && !res.writableEnded) {
+          if (!res.destroyed) (req as WithEndpoint)[UPSTREAM_FAILED] = true;
+          res.destroy();
+        }
         res.off('close', onClientClose);
       });
     });
     proxyServer.on('error', (err: Error, req: IncomingMessage, res: ServerResponse | unknown) => {
       if (!isServerResponse(res)) return;
+      // Not the upstream's fault when the client left first (the proxy then aborts its request).
+      if (!res.destroyed) (req as WithEndpoint)[UPSTREAM_FAILED] = true;
       const ctx = getContext(res);
       const error = (req as WithEndpoint)[TIMED_OUT]
         ? errors.upstreamTimeout('first byte')
@@ -166,12 +177,15 @@ export function passthrough(options: PassthroughOptions): Passthrough {
     (req as WithEndpoint)[ENDPOINT] = endpoint;
     rewriteHeaders(req, allowed, endpoint, ctx.id);
     res.once('close', () => {
-      const ok = res.statusCode < 500 && res.writableFinished;
+      const failed = (req as WithEndpoint)[UPSTREAM_FAILED] === true || res.statusCode >= 500;
       source.release(
         endpoint,
-        ok
-          ? { ok: true }
-          : { ok: false, category: 'server', status: res.statusCode, retryAfterMs: undefined },
+        failed
+          ? { ok: false, category: 'server', status: res.statusCode, retryAfterMs: undefined }
+          : res.writableFinished
+            ? { ok: true }
+            : // The client left: one client's choice says nothing of the upstream's health.
+              { ok: false, category: 'cancelled', status: undefined, retryAfterMs: undefined },
       );
     });
     proxy(req, res, next).catch(next);
