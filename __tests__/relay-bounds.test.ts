@@ -28,10 +28,10 @@ afterAll(async () => {
 });
 
 /** A relay behind a gate of one permit, on a real server; records every request's context. */
-async function gatedRelay(stallMs: number) {
+async function gatedRelay(stallMs: number, maxEventBytes?: number) {
   const contexts: RequestContext[] = [];
   const gate = concurrencyGate({ max: 1, maxQueue: 4, queueTimeoutMs: 10_000 });
-  const relay = streamRelay({ upstream: `${mock.url}/v1`, clientStallTimeoutMs: stallMs });
+  const relay = streamRelay({ upstream: `${mock.url}/v1`, clientStallTimeoutMs: stallMs, maxEventBytes });
   const app = express();
   app.use((_req, res, next) => {
     res.once('close', () => contexts.push(getContext(res)!));
@@ -83,6 +83,22 @@ describe('a client that stops reading', () => {
     expect(served.status).toBe(200);
     const stalled = await mock.waitForSettled(2);
     expect(stalled[0]!.aborted).toBe(true);
+    expect(contexts.map((ctx) => ctx.errorCode)).toContain('client_stalled');
+  });
+
+  it('is cut after clientStallTimeoutMs when its stream ended with an error frame it never read', async () => {
+    // One event larger than loopback socket buffers, and the upstream's error right behind it:
+    // the relay writes the event, ends the stream with an error frame, and the client reads none.
+    const { port, contexts } = await gatedRelay(200, 64 * 1_048_576);
+    const big = JSON.stringify({ choices: [{ index: 0, delta: { content: 'z'.repeat(32 * 1_048_576) } }] });
+    mock.enqueue({
+      headers: { 'content-type': 'text/event-stream' },
+      rawBody: `data: ${big}\n\ndata: ${JSON.stringify({ error: { message: 'overloaded', type: 'server_error' } })}\n\n`,
+    });
+    await neverRead(port, chat({ stream: true }));
+    // The one permit is held by the reader that stopped; this request waits for it and is served.
+    const served = await request(`http://127.0.0.1:${port}`).post('/v1/chat/completions').send(chat());
+    expect(served.status).toBe(200);
     expect(contexts.map((ctx) => ctx.errorCode)).toContain('client_stalled');
   });
 

@@ -79,6 +79,26 @@ describe('SseSplitter', () => {
     expect(splitter.push(Buffer.from(`data: ${'x'.repeat(64)}`), { onEvent: () => undefined })).toBe(false);
   });
 
+  it('reads an event that arrives in many chunks without line breaks, and bounds it all the same', () => {
+    const body = 'y'.repeat(4_000);
+    const bytes = Buffer.from(`event: big\r\ndata: ${body}\r\n\r\ndata: next\n\n`);
+    // 10-byte chunks: most hold no line break, and one ends on the CR of a CRLF.
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at += 10) chunks.push(bytes.subarray(at, at + 10));
+    const result = split(chunks);
+    expect(semantic(result.events)).toEqual([
+      ['big', body],
+      [undefined, 'next'],
+    ]);
+    expect(result.incomplete).toBe(false);
+
+    const bounded = new SseSplitter(1_000);
+    const visitor = { onEvent: () => undefined };
+    const verdicts = chunks.slice(0, 200).map((chunk) => bounded.push(chunk, visitor));
+    expect(verdicts.indexOf(false)).toBe(100);
+    expect(bounded.hasIncompleteEvent()).toBe(true);
+  });
+
   const eventArb = fc.record({
     event: fc.option(fc.constantFrom('message', 'error', 'ping'), { nil: undefined }),
     lines: fc.array(

@@ -108,7 +108,7 @@ export class SseRelay implements SseVisitor {
   private readonly onEnd = (): void => {
     if (this.finished) return;
     if (this.reader.complete) {
-      const { res, ctx, settings } = this.input;
+      const { res, ctx } = this.input;
       this.flush();
       if (!this.started) this.startResponse();
       if (ctx.priceUsage !== undefined && ctx.usage !== undefined) {
@@ -119,7 +119,6 @@ export class SseRelay implements SseVisitor {
       }
       res.end();
       this.finish(answered(OK));
-      watchFinish(res, settings.clientStallTimeoutMs, () => cutStalledClient(res, ctx));
       return;
     }
     this.fail(errors.upstreamTruncated(), failed('network'));
@@ -217,6 +216,11 @@ export class SseRelay implements SseVisitor {
     this.cancelStallWatch?.();
     this.cancelStallWatch = undefined;
     if (!body.destroyed && !this.reader.complete) body.destroy();
+    // An ended stream (whole, or closed by an error frame) still waits for its client to read
+    // the rest: bounded like any other write, so a client that stopped reading cannot keep the
+    // request (its permit, its reservation) open. A no-op once finished or gone.
+    const { res, ctx, settings } = this.input;
+    if (res.writableEnded) watchFinish(res, settings.clientStallTimeoutMs, () => cutStalledClient(res, ctx));
     this.resolve(result);
   }
 }

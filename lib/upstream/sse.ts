@@ -28,6 +28,12 @@ const SPACE = 32;
  */
 export class SseSplitter {
   private pending: Buffer | undefined = undefined;
+  /**
+   * Chunks after `pending` that hold no line break, so complete nothing: kept apart and joined
+   * once a line break comes, so an event read in many chunks is copied once, not once a chunk.
+   */
+  private readonly held: Buffer[] = [];
+  private heldBytes = 0;
   private scanFrom = 0;
   private lineStart = 0;
   private skipLf = false;
@@ -42,13 +48,15 @@ export class SseSplitter {
 
   /** Bytes of an incomplete event held back, waiting for its end. */
   get pendingBytes(): number {
-    return this.pending === undefined ? 0 : this.pending.length;
+    return this.pending === undefined ? 0 : this.pending.length + this.heldBytes;
   }
 
   /** True when the held-back bytes hold anything other than line breaks. */
   hasIncompleteEvent(): boolean {
     const pending = this.pending;
     if (pending === undefined) return false;
+    // Held chunks are not empty and hold no line break: something other than line breaks.
+    if (this.heldBytes > 0) return true;
     for (let i = 0; i < pending.length; i++) {
       const c = pending[i]!;
       if (c !== LF && c !== CR) return true;
@@ -62,10 +70,19 @@ export class SseSplitter {
    */
   push(chunk: Buffer, visitor: SseVisitor): boolean {
     let buf: Buffer;
-    if (this.pending === undefined) {
+    const pending = this.pending;
+    if (pending === undefined) {
       buf = chunk;
+    } else if (chunk.indexOf(LF) === -1 && chunk.indexOf(CR) === -1) {
+      // Nothing completes without a line break: hold the chunk (the scan resumes at `scanFrom`,
+      // its first byte, once they are joined).
+      this.held.push(chunk);
+      this.heldBytes += chunk.length;
+      return pending.length + this.heldBytes <= this.maxEventBytes;
     } else {
-      buf = Buffer.concat([this.pending, chunk]);
+      buf = Buffer.concat(this.held.length === 0 ? [pending, chunk] : [pending, ...this.held, chunk]);
+      this.held.length = 0;
+      this.heldBytes = 0;
     }
     let eventStart = 0;
     let lineStart = this.lineStart;
