@@ -143,6 +143,17 @@ describe('upstream error classes, through a pool of two keys', () => {
     await poolServesBoth();
   });
 
+  it("a 402 billing_error (the relay's account out of credit) cools that member and serves from the other", async () => {
+    mock.enqueue({
+      status: 402,
+      body: { type: 'error', error: { type: 'billing_error', message: 'Your credit balance is too low' } },
+    });
+    const res = await send();
+    expect(res.status).toBe(200);
+    expect(members()).toEqual(['a', 'b']);
+    expect(states()).toEqual(['a:cooling', 'b:healthy']);
+  });
+
   it("a 429 with Anthropic's reset instants cools the member until that instant", async () => {
     mock.enqueue({
       status: 429,

@@ -185,7 +185,7 @@ export const ERROR_CATALOG = Object.freeze({
     type: 'rate_limit_error',
     message: 'the upstream account is out of credit',
     retryable: false,
-    when: "the upstream answered 429 `insufficient_quota` (the relay's own account is out of credit)",
+    when: "the upstream answered 429 `insufficient_quota` or 402 `billing_error` (the relay's own account is out of credit)",
   },
   insufficient_quota: {
     status: 429,

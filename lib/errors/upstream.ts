@@ -18,7 +18,8 @@ export interface DecodedUpstreamError {
   error: LlmuxError;
   /**
    * The status the failure counts as: the upstream's own when it was an error status, else the
-   * one its error body implies (a `rate_limit_error` frame in a 200 stream counts as 429).
+   * one its error body implies (a `rate_limit_error` frame in a 200 stream counts as 429); a 402
+   * (the relay's account out of credit) counts as 429, so retry moves on to another member.
    */
   status: number;
 }
@@ -105,7 +106,7 @@ function categorize(
   e: ParsedUpstreamError,
   retryAfterSeconds: number | undefined,
 ): DecodedUpstreamError {
-  return { ...classify(status, e, retryAfterSeconds), status };
+  return { status: status === 402 ? 429 : status, ...classify(status, e, retryAfterSeconds) };
 }
 
 function classify(
@@ -123,6 +124,17 @@ function classify(
     };
   }
   if (status === 413 || (status === 429 && isRequestTooLarge(e))) return tooLarge(message);
+  if (status === 402 || e.type === 'billing_error') {
+    // The relay's own account is out of credit (Anthropic's 402 billing_error): the member's
+    // fault, not the request's, so it cools and the request goes on to another member.
+    return {
+      category: 'rate_limit',
+      error: llmuxError('upstream_insufficient_quota', {
+        message,
+        retryAfterSeconds: retryAfterSeconds ?? 1,
+      }),
+    };
+  }
   if (status === 429) {
     const code = e.code === 'insufficient_quota' ? 'upstream_insufficient_quota' : 'rate_limited';
     return {

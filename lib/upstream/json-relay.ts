@@ -48,7 +48,7 @@ export async function relayBuffered(
     // The upstream's request id and limits go with its error too: support asks for the id.
     const passed = passedHeaders(ctx, response.headers, settings.responseHeaders);
     const error = passed === undefined ? decoded.error : withHeaders(decoded.error, passed);
-    return failure(res, ctx, error, failed(decoded.category, status, retryAfterMs));
+    return failure(res, ctx, error, failed(decoded.category, decoded.status, retryAfterMs));
   }
   // Every answer of an OpenAI route is a JSON object: anything else (an HTML page from a wrong
   // base URL, an empty body) is a decode error, never a success.
