@@ -673,6 +673,22 @@ export function describeKeyStore(
         expect((await admit(store, key.id, T0)).ok).toBe(false);
       });
 
+      it('refuses a reservation id already in use, and the refusal takes nothing', async () => {
+        const store = await open();
+        const key = await keyIn(store, { maxParallel: 2, budgetUsd: 10, rpm: 2 });
+        const id = `r-${randomUUID()}`;
+        expect(admitted(await admit(store, key.id, T0, { reservationId: id, estimatedCostUsd: 1 }))).toBe(id);
+        await expect(
+          admit(store, key.id, T0, { reservationId: id, estimatedCostUsd: 1 }),
+        ).rejects.toMatchObject({
+          field: 'reservationId',
+        });
+        // No slot, no rpm, no hold was taken by the refusal: the second request of the minute passes.
+        admitted(await admit(store, key.id, T0, { estimatedCostUsd: 1 }));
+        await settle(store, id, T0, { costUsd: 1 });
+        expect((await store.getKey(key.id))!.spendUsd).toBe(1);
+      });
+
       it('settles a reservation once, however often it is settled, and ignores unknown ones', async () => {
         const store = await open();
         const key = await keyIn(store, { maxParallel: 2, budgetUsd: 10 });

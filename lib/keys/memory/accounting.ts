@@ -188,6 +188,10 @@ export class MemoryAccounting {
     if (maxParallel !== undefined && usage.inFlight >= maxParallel) {
       return refusal('parallel', 'key', PARALLEL_RETRY_AFTER_MS, tightest(subjects, now));
     }
+    // Refused before anything is committed, as on Redis: a refusal changes nothing.
+    if (request.reservationId !== undefined && this.reservations.has(request.reservationId)) {
+      throw new KeyStoreError('invalid_field', 'reservationId', 'reservationId is already in use');
+    }
 
     for (let i = 0; i < 3; i++) {
       const subject = subjects[i];
@@ -206,9 +210,6 @@ export class MemoryAccounting {
     usage.requestsToday += 1;
     usage.tokensToday += tokens;
     usage.inFlight += 1;
-    if (request.reservationId !== undefined && this.reservations.has(request.reservationId)) {
-      throw new KeyStoreError('invalid_field', 'reservationId', 'reservationId is already in use');
-    }
     const reservationId =
       request.reservationId ?? this.reservationPrefix + (++this.reservationCount).toString(36);
     this.reservations.set(reservationId, {
