@@ -89,8 +89,8 @@ describe('a client that stops reading', () => {
   it('is cut after clientStallTimeoutMs when its stream ended with an error frame it never read', async () => {
     // One event larger than loopback socket buffers, and the upstream's error right behind it:
     // the relay writes the event, ends the stream with an error frame, and the client reads none.
-    const { port, contexts } = await gatedRelay(200, 64 * 1_048_576);
-    const big = JSON.stringify({ choices: [{ index: 0, delta: { content: 'z'.repeat(32 * 1_048_576) } }] });
+    const { port, contexts } = await gatedRelay(200, 32 * 1_048_576);
+    const big = JSON.stringify({ choices: [{ index: 0, delta: { content: 'z'.repeat(16 * 1_048_576) } }] });
     mock.enqueue({
       headers: { 'content-type': 'text/event-stream' },
       rawBody: `data: ${big}\n\ndata: ${JSON.stringify({ error: { message: 'overloaded', type: 'server_error' } })}\n\n`,
@@ -100,7 +100,7 @@ describe('a client that stops reading', () => {
     const served = await request(`http://127.0.0.1:${port}`).post('/v1/chat/completions').send(chat());
     expect(served.status).toBe(200);
     expect(contexts.map((ctx) => ctx.errorCode)).toContain('client_stalled');
-  });
+  }, 60_000); // a 16 MiB event to write through: slow on a loaded machine
 
   it('is cut when it never reads a JSON answer, freeing its gate permit', async () => {
     const { port, contexts } = await gatedRelay(200);

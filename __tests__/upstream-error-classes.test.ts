@@ -167,7 +167,8 @@ describe('upstream error classes, through a pool of two keys', () => {
     expect((await send()).status).toBe(200);
     const a = pool.status().find((s) => s.name === 'a')!;
     expect(a.state).toBe('cooling');
-    expect(a.cooldownRemainingMs).toBeGreaterThan(40_000);
+    // Up to 42 s, less the wall time the request took (generous: a loaded machine is slow).
+    expect(a.cooldownRemainingMs).toBeGreaterThan(30_000);
     expect(a.cooldownRemainingMs).toBeLessThanOrEqual(42_000);
   });
 
