@@ -4,7 +4,13 @@
 // cache reads and writes, and every refusal typed by the SDK from Anthropic's error shape.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import Anthropic from '@anthropic-ai/sdk';
-import { handPricedUsd, startGateway, startPreset, type Running } from './support/acceptance.js';
+import {
+  catalogPrice,
+  handPricedUsd,
+  startGateway,
+  startPreset,
+  type Running,
+} from './support/acceptance.js';
 
 const PROMPT = 'Write one short greeting for the people reading this test';
 const ask = { max_tokens: 64, messages: [{ role: 'user' as const, content: PROMPT }] };
@@ -127,6 +133,34 @@ describe('the Messages API through the example gateway', () => {
       expect((await settledSpend()) - before).toBeCloseTo(expected, 12);
     },
   );
+
+  it('bills one-hour cache writes at their own catalog price', async () => {
+    // What Anthropic answers for a prompt cached with ttl "1h": the writes broken down by lifetime.
+    gw.mock.enqueue({
+      body: {
+        id: 'msg_1h',
+        type: 'message',
+        role: 'assistant',
+        model: 'claude-sonnet-4-5',
+        content: [{ type: 'text', text: 'hi' }],
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        usage: {
+          input_tokens: 10,
+          cache_read_input_tokens: 0,
+          cache_creation_input_tokens: 1_000,
+          cache_creation: { ephemeral_5m_input_tokens: 400, ephemeral_1h_input_tokens: 600 },
+          output_tokens: 3,
+        },
+      },
+    });
+    const before = await settledSpend();
+    await client.messages.create({ model: 'claude-sonnet-4-5', ...ask });
+    // claude-sonnet-4-5: $3 input, $3.75 five-minute write, $6 one-hour write, $15 output per million.
+    expect(catalogPrice('claude-sonnet-4-5').cacheWrite1hPerMTokUsd).toBe(6);
+    const expected = (10 * 3 + 400 * 3.75 + 600 * 6 + 3 * 15) / 1e6;
+    expect((await settledSpend()) - before).toBeCloseTo(expected, 12);
+  });
 
   it('answers a bad key with AuthenticationError, in the {"type":"error"} shape', async () => {
     const bad = clientOf(gw.origin, 'sk-llmux-not-a-key').client;

@@ -251,6 +251,24 @@ describe('costOf', () => {
       1_000 * 2.5,
     ],
     [
+      'one-hour cache writes (of the cache writes) at cacheWrite1hPerMTokUsd',
+      { ...FULL, cacheWrite1hPerMTokUsd: 4 },
+      usage(1_000, 0, { cacheWriteTokens: 1_000, cacheWrite1hTokens: 400 }),
+      600 * 2.5 + 400 * 4,
+    ],
+    [
+      'one-hour cache writes at the five-minute price when it has none',
+      FULL,
+      usage(1_000, 0, { cacheWriteTokens: 1_000, cacheWrite1hTokens: 400 }),
+      1_000 * 2.5,
+    ],
+    [
+      'no more one-hour writes than cache writes',
+      { ...FULL, cacheWrite1hPerMTokUsd: 4 },
+      usage(1_000, 0, { cacheWriteTokens: 100, cacheWrite1hTokens: 500 }),
+      100 * 4 + 900 * 2,
+    ],
+    [
       'a cache write at the input price when it has none',
       BARE,
       usage(500, 0, { cacheWriteTokens: 500 }),

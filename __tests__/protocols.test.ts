@@ -234,6 +234,20 @@ describe('readUsage of JSON answers', () => {
       usage(130, 5, { cachedTokens: 100, cacheWriteTokens: 20 }),
     ],
     [
+      'an Anthropic message with one-hour cache writes among its writes',
+      ANTHROPIC_MESSAGES,
+      {
+        type: 'message',
+        usage: {
+          input_tokens: 10,
+          cache_creation_input_tokens: 20,
+          cache_creation: { ephemeral_5m_input_tokens: 5, ephemeral_1h_input_tokens: 15 },
+          output_tokens: 5,
+        },
+      },
+      usage(30, 5, { cacheWriteTokens: 20, cacheWrite1hTokens: 15 }),
+    ],
+    [
       'an Anthropic message without cache fields',
       ANTHROPIC_MESSAGES,
       { type: 'message', usage: { input_tokens: 12, output_tokens: 4 } },

@@ -23,6 +23,12 @@ export interface TokenClasses {
  * readers; a host that sets a usage itself may leave them out (they count as 0).
  */
 export interface Usage extends Partial<TokenClasses> {
+  /**
+   * Of `cacheWriteTokens`, those written for one hour (Anthropic's `ttl: "1h"`), priced at the
+   * model's `cacheWrite1hPerMTokUsd`. Set only when the provider reported some; not stored apart
+   * (spend rows count them among `cacheWriteTokens`, at the price they were billed).
+   */
+  cacheWrite1hTokens?: number;
   /** Every input token: cached, cache-write and audio ones included (OpenAI's `prompt_tokens`). */
   promptTokens: number;
   /** Every output token: reasoning and audio ones included. */
@@ -57,12 +63,14 @@ export function tokenCount(value: unknown): number | undefined {
 export function usageOf(
   promptTokens: number,
   completionTokens: number,
-  classes: Partial<TokenClasses> = {},
+  classes: Partial<TokenClasses> & { cacheWrite1hTokens?: number } = {},
   totalTokens?: number,
 ): Usage & TokenClasses {
   const cached = Math.min(classes.cachedTokens ?? 0, promptTokens);
   const cacheWrite = Math.min(classes.cacheWriteTokens ?? 0, promptTokens - cached);
+  const cacheWrite1h = Math.min(classes.cacheWrite1hTokens ?? 0, cacheWrite);
   return {
+    ...(cacheWrite1h > 0 ? { cacheWrite1hTokens: cacheWrite1h } : {}),
     promptTokens,
     completionTokens,
     totalTokens: totalTokens ?? promptTokens + completionTokens,

@@ -10,6 +10,7 @@ export interface LongContextPrice {
   outputPerMTokUsd: number;
   cachedInputPerMTokUsd?: number;
   cacheWritePerMTokUsd?: number;
+  cacheWrite1hPerMTokUsd?: number;
 }
 
 /** USD per one million tokens of each class; a class without its own price costs the base one. */
@@ -22,6 +23,8 @@ export interface ModelPrice {
   cachedInputPerMTokUsd?: number;
   /** Prompt tokens written to the cache (Anthropic's 5-minute write). Default: `inputPerMTokUsd`. */
   cacheWritePerMTokUsd?: number;
+  /** Prompt tokens written to the cache for one hour (Anthropic's `ttl: "1h"`). Default: `cacheWritePerMTokUsd`. */
+  cacheWrite1hPerMTokUsd?: number;
   /** Reasoning tokens, where priced apart from output. Default: `outputPerMTokUsd`. */
   reasoningPerMTokUsd?: number;
   /** Audio input tokens. Default: `inputPerMTokUsd`. */
@@ -39,6 +42,7 @@ export interface ModelPrice {
 const RATE_FIELDS = [
   'cachedInputPerMTokUsd',
   'cacheWritePerMTokUsd',
+  'cacheWrite1hPerMTokUsd',
   'reasoningPerMTokUsd',
   'audioInputPerMTokUsd',
   'audioOutputPerMTokUsd',
@@ -91,7 +95,11 @@ export function checkPrice(value: unknown, what: string): ModelPrice {
       inputPerMTokUsd: tier!.inputPerMTokUsd as number,
       outputPerMTokUsd: tier!.outputPerMTokUsd as number,
     };
-    for (const field of ['cachedInputPerMTokUsd', 'cacheWritePerMTokUsd'] as const) {
+    for (const field of [
+      'cachedInputPerMTokUsd',
+      'cacheWritePerMTokUsd',
+      'cacheWrite1hPerMTokUsd',
+    ] as const) {
       if (tier![field] === undefined) continue;
       if (!isRate(tier![field])) fail(`longContext.${field}`, 'a finite number >= 0');
       checked[field] = tier![field] as number;
@@ -112,6 +120,7 @@ export function costOf(price: ModelPrice, usage: Usage): number {
   // A class a host set itself is read like a total: a negative or NaN count is none.
   const cached = Math.min(tokenCount(usage.cachedTokens) ?? 0, prompt);
   const cacheWrite = Math.min(tokenCount(usage.cacheWriteTokens) ?? 0, prompt - cached);
+  const cacheWrite1h = Math.min(tokenCount(usage.cacheWrite1hTokens) ?? 0, cacheWrite);
   const audioIn = Math.min(tokenCount(usage.audioPromptTokens) ?? 0, prompt - cached - cacheWrite);
   const reasoning = Math.min(tokenCount(usage.reasoningTokens) ?? 0, completion);
   const audioOut = Math.min(tokenCount(usage.audioCompletionTokens) ?? 0, completion - reasoning);
@@ -123,10 +132,12 @@ export function costOf(price: ModelPrice, usage: Usage): number {
   const output = tier?.outputPerMTokUsd ?? price.outputPerMTokUsd;
   const cachedRate = tier?.cachedInputPerMTokUsd ?? price.cachedInputPerMTokUsd ?? input;
   const cacheWriteRate = tier?.cacheWritePerMTokUsd ?? price.cacheWritePerMTokUsd ?? input;
+  const cacheWrite1hRate = tier?.cacheWrite1hPerMTokUsd ?? price.cacheWrite1hPerMTokUsd ?? cacheWriteRate;
   const micro =
     (prompt - cached - cacheWrite - audioIn) * input +
     cached * cachedRate +
-    cacheWrite * cacheWriteRate +
+    (cacheWrite - cacheWrite1h) * cacheWriteRate +
+    cacheWrite1h * cacheWrite1hRate +
     audioIn * (price.audioInputPerMTokUsd ?? input) +
     (completion - reasoning - audioOut) * output +
     reasoning * (price.reasoningPerMTokUsd ?? output) +

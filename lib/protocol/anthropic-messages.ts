@@ -18,6 +18,8 @@ interface AnthropicCounts {
   output: number | undefined;
   cacheRead: number | undefined;
   cacheWrite: number | undefined;
+  /** Of `cacheWrite`, the one-hour writes (`cache_creation.ephemeral_1h_input_tokens`). */
+  cacheWrite1h: number | undefined;
 }
 
 function countsOf(value: unknown): AnthropicCounts | undefined {
@@ -28,7 +30,13 @@ function countsOf(value: unknown): AnthropicCounts | undefined {
     output: tokenCount(u.output_tokens),
     cacheRead: tokenCount(u.cache_read_input_tokens),
     cacheWrite: tokenCount(u.cache_creation_input_tokens),
+    cacheWrite1h: oneHourWrites(u.cache_creation),
   };
+}
+
+function oneHourWrites(breakdown: unknown): number | undefined {
+  if (typeof breakdown !== 'object' || breakdown === null) return undefined;
+  return tokenCount((breakdown as Record<string, unknown>).ephemeral_1h_input_tokens);
 }
 
 /**
@@ -41,6 +49,7 @@ function usageFromCounts(counts: AnthropicCounts): Usage {
   return usageOf((counts.input ?? 0) + cacheRead + cacheWrite, counts.output ?? 0, {
     cachedTokens: cacheRead,
     cacheWriteTokens: cacheWrite,
+    cacheWrite1hTokens: counts.cacheWrite1h ?? 0,
   });
 }
 
@@ -53,6 +62,7 @@ class MessagesStreamReader implements StreamReader {
     output: undefined,
     cacheRead: undefined,
     cacheWrite: undefined,
+    cacheWrite1h: undefined,
   };
 
   constructor(private readonly ctx: RequestContext) {}
@@ -90,6 +100,7 @@ class MessagesStreamReader implements StreamReader {
     mine.output = counts.output ?? mine.output;
     mine.cacheRead = counts.cacheRead ?? mine.cacheRead;
     mine.cacheWrite = counts.cacheWrite ?? mine.cacheWrite;
+    mine.cacheWrite1h = counts.cacheWrite1h ?? mine.cacheWrite1h;
     this.ctx.usage = usageFromCounts(mine);
   }
 }
