@@ -6,7 +6,8 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { sendMany, throughput } from './load.js';
-import { ServerProcess, serverFlags, stopServers, killServers } from './relay-children.js';
+import { ServerProcess, serverFlags, stopServers } from './relay-children.js';
+import { runMain } from './run.js';
 import { JSON_WORKLOAD } from './relay-plan.js';
 
 const scenario = process.env.BENCH_PROFILE_SCENARIO ?? 'S4';
@@ -71,8 +72,4 @@ function report(profile: CpuProfile, rps: number, path: string): void {
     process.stdout.write(`${((100 * us) / all).toFixed(1).padStart(5)}%  ${key}\n`);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${String((err as Error)?.stack ?? err)}\n`);
-  killServers();
-  process.exit(1);
-});
+runMain(main);

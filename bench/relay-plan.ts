@@ -2,6 +2,7 @@
 // and which scenarios run which workload.
 import { RETRY_MARKERS, SSE_MARKER_PREFIX, type RetryMarker } from './relay-config.js';
 import type { Workload } from './load.js';
+import { envNumber } from './run.js';
 
 export const SCENARIOS = ['S0', 'S1', 'S1u', 'S1e', 'S2', 'S3', 'S4'] as const;
 /** The S4 variants: retry (S4r) and gate saturation (S4g). */
@@ -35,15 +36,6 @@ export interface Settings {
   allScenarios: boolean;
   /** The run gives up after this long. */
   watchdogS: number;
-}
-
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0)
-    throw new TypeError(`bench: ${name} must be a positive number, got ${raw}`);
-  return value;
 }
 
 /** Defaults: about 5 minutes; BENCH_QUICK=1 for a smoke run of about a minute. */

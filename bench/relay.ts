@@ -9,14 +9,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { probe, sendMany, throughput, type Workload } from './load.js';
-import {
-  killServers,
-  pinProcesses,
-  ServerProcess,
-  serverFlags,
-  stopServers,
-  type Pinning,
-} from './relay-children.js';
+import { pinProcesses, ServerProcess, serverFlags, stopServers, type Pinning } from './relay-children.js';
 import type { WindowStats } from './relay-config.js';
 import { Figures, summarise, type Measurement, type StepRecord, type Summary } from './relay-figures.js';
 import {
@@ -36,6 +29,7 @@ import {
   variantTable,
   workloadTable,
 } from './relay-report.js';
+import { armWatchdog, runMain } from './run.js';
 import { RETRY_OPTIONS, SATURATED_GATE_MAX } from './scenarios.js';
 
 const MAX_CONNECTIONS = 128;
@@ -306,25 +300,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\nwrote bench/results/latest.json; the run took ${durationS.toFixed(0)} s\n`);
 }
 
-function armWatchdog(seconds: number): void {
-  setTimeout(() => {
-    process.stderr.write(`bench: still running after ${seconds} s, giving up (BENCH_WATCHDOG_S)\n`);
-    process.exit(1);
-  }, seconds * 1_000).unref();
-}
-
-process.on('exit', killServers);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killServers();
-    process.exit(130);
-  });
-}
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${String((err as Error)?.stack ?? err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

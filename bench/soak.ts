@@ -13,7 +13,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { killServers, pinProcesses, ServerProcess } from './relay-children.js';
+import { pinProcesses, ServerProcess } from './relay-children.js';
+import { armWatchdog, runMain } from './run.js';
 import { BENCH_KEY, SSE_CHUNKS } from './relay-config.js';
 import type { SoakRequest, SoakSample, SoakSnapshotReply } from './soak-server.js';
 import { svgLineChart } from './svg-plot.js';
@@ -616,22 +617,5 @@ function printSummary(
   }
 }
 
-process.on('exit', killServers);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killServers();
-    process.exit(130);
-  });
-}
-setTimeout(() => {
-  process.stderr.write(`soak: still running after ${(WATCHDOG_MS / 1_000).toFixed(0)} s, giving up\n`);
-  process.exit(1);
-}, WATCHDOG_MS).unref();
-
-main().then(
-  () => process.exit(process.exitCode ?? 0),
-  (err: unknown) => {
-    process.stderr.write(`${String((err as Error)?.stack ?? err)}\n`);
-    process.exit(1);
-  },
-);
+armWatchdog(WATCHDOG_MS / 1_000, 'four times the planned run, plus 2 minutes');
+runMain(main);

@@ -1,5 +1,6 @@
 // Settings of the many-stream benchmark (bench/streams.ts), read once from the environment, and the
 // messages between it and its load generator children (bench/streams-client.ts).
+import { envNumber } from './run.js';
 import type { HistogramData, StreamOutcome } from './streams-load.js';
 
 /** S0 the mock directly, S1 node:http pipe, S2 Express + http-proxy-middleware, S4 the full preset, PK Portkey. */
@@ -41,15 +42,6 @@ export interface StreamSettings {
   outputName: string;
   /** The run gives up after this long, s. BENCH_WATCHDOG_S. */
   watchdogS: number;
-}
-
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0)
-    throw new TypeError(`bench: ${name} must be a positive number, got ${raw}`);
-  return value;
 }
 
 function envList(name: string, fallback: readonly string[]): string[] {

@@ -19,7 +19,6 @@ import { checkProc, listenOverflows, procSample, type ProcSample } from './proc-
 import {
   checkFileLimit,
   hardFileLimit,
-  killServers,
   pinProcesses,
   ServerProcess,
   serverFlags,
@@ -29,6 +28,7 @@ import {
   type Pinning,
 } from './relay-children.js';
 import { BENCH_KEY, PACED_MARKER_PREFIX } from './relay-config.js';
+import { armWatchdog, runMain } from './run.js';
 import {
   readStreamSettings,
   type ClientCount,
@@ -600,25 +600,4 @@ function progressLine(f: RunFigures): string {
   );
 }
 
-function armWatchdog(seconds: number): void {
-  setTimeout(() => {
-    process.stderr.write(`bench: still running after ${seconds} s, giving up (BENCH_WATCHDOG_S)\n`);
-    process.exit(1);
-  }, seconds * 1_000).unref();
-}
-
-process.on('exit', killServers);
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    killServers();
-    process.exit(130);
-  });
-}
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${String((err as Error)?.stack ?? err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);
