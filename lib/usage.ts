@@ -69,8 +69,7 @@ export function usageOf(
   const cached = Math.min(classes.cachedTokens ?? 0, promptTokens);
   const cacheWrite = Math.min(classes.cacheWriteTokens ?? 0, promptTokens - cached);
   const cacheWrite1h = Math.min(classes.cacheWrite1hTokens ?? 0, cacheWrite);
-  return {
-    ...(cacheWrite1h > 0 ? { cacheWrite1hTokens: cacheWrite1h } : {}),
+  const usage: Usage & TokenClasses = {
     promptTokens,
     completionTokens,
     totalTokens: totalTokens ?? promptTokens + completionTokens,
@@ -80,4 +79,7 @@ export function usageOf(
     audioPromptTokens: Math.min(classes.audioPromptTokens ?? 0, promptTokens),
     audioCompletionTokens: Math.min(classes.audioCompletionTokens ?? 0, completionTokens),
   };
+  // Only when reported: most usages have none, and their shape stays the common one.
+  if (cacheWrite1h > 0) usage.cacheWrite1hTokens = cacheWrite1h;
+  return usage;
 }
